@@ -1,0 +1,104 @@
+"""The ``socialbot`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.errors import ConfigError
+from core.logs import setup_logging
+from core.settings import Settings, load_profile, load_settings
+
+log = logging.getLogger("socialbot")
+
+EXIT_CONFIG = 2
+EXIT_FAILED_TURN = 1
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bot", metavar="NAME", help="bot profile from the bots folder (default: companion)"
+    )
+    parser.add_argument(
+        "--data-dir", metavar="PATH", type=Path,
+        help="where conversations are stored (default: SOCIALBOT_DATA_DIR or a per-user folder)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="socialbot",
+        description="A self-hosted chat bot with memory, for Discord, Telegram, Slack "
+        "and the terminal.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    chat = commands.add_parser(
+        "chat",
+        help="chat with the bot in this terminal (no token needed)",
+        description="Chat in the terminal. With --message, answer one message, print only "
+        "the reply and exit; conversations persist in the data folder between runs.",
+    )
+    chat.add_argument("--message", "-m", metavar="TEXT", help="answer this one message and exit")
+    chat.add_argument(
+        "--user", metavar="ID", default=None, help="who is speaking (default: your login name)"
+    )
+    chat.add_argument(
+        "--channel", metavar="ID",
+        help="speak in this group channel instead of a direct message",
+    )
+    _common(chat)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(data_dir=args.data_dir, bot=args.bot)
+        if args.verbose:
+            settings = settings.model_copy(
+                update={"log_level": "DEBUG" if args.verbose > 1 else "INFO"}
+            )
+        setup_logging(settings.log_level, settings.secrets())
+        profile = load_profile(settings.bots_dir, settings.bot)
+        if args.command == "chat":
+            return asyncio.run(_chat(settings, profile, args))
+    except ConfigError as error:
+        print(f"socialbot: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(args.command)
+
+
+async def _chat(settings: Settings, profile: object, args: argparse.Namespace) -> int:
+    from adapters import console
+    from core.bot import Bot
+    from core.settings import BotProfile
+
+    assert isinstance(profile, BotProfile)
+    user = args.user or _login_name()
+    async with await Bot.open(settings, profile) as bot:
+        if args.message is None:
+            await console.interactive(bot, user=user, channel=args.channel)
+            return 0
+        result = await console.ask(bot, args.message, user=user, channel=args.channel)
+    if result.reply is not None:
+        print(result.reply.text)
+    return EXIT_FAILED_TURN if result.reply is None or result.reply.failed else 0
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return os.environ.get("USER", "local")

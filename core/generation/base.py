@@ -1,0 +1,79 @@
+"""The interface every language-model backend implements, and the factory."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
+
+from core.types import ChatMessage
+
+if TYPE_CHECKING:
+    from core.settings import BotProfile, GenerationSettings, Settings
+
+
+class Generator(abc.ABC):
+    """A chat model that streams text.
+
+    Token counting is part of the interface so that the dialogue manager can fit
+    the prompt to the model's own tokenizer (or to a stated estimate where the
+    model is remote and its tokenizer unknown).
+    """
+
+    name: str = "generator"
+    context_window: int = 2048
+    per_message_overhead: int = 4
+    """Template tokens around each message (role markers, separators)."""
+
+    async def start(self) -> None:
+        """Load weights or open connections; called once before use."""
+
+    async def close(self) -> None:
+        """Release what :meth:`start` took."""
+
+    @abc.abstractmethod
+    def count_text(self, text: str) -> int:
+        """Tokens of ``text`` alone."""
+
+    def count_message(self, message: ChatMessage) -> int:
+        return self.count_text(message.content) + self.per_message_overhead
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Tokens of the whole prompt as it will be sent, generation prompt included."""
+        return sum(self.count_message(m) for m in messages) + self.per_message_overhead
+
+    @abc.abstractmethod
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationSettings
+    ) -> AsyncIterator[str]:
+        """Yield the reply's text in pieces as it is generated."""
+
+    async def generate(self, messages: Sequence[ChatMessage], params: GenerationSettings) -> str:
+        return "".join([piece async for piece in self.stream(messages, params)])
+
+
+def create_generator(profile: BotProfile, settings: Settings) -> Generator:
+    """The backend a profile asks for (not yet started)."""
+    model = profile.model
+    if model.backend == "transformers":
+        from core.generation.transformers_engine import TransformersGenerator
+
+        return TransformersGenerator(
+            model.model,
+            gguf_file=model.gguf_file,
+            cache_dir=settings.cache_dir,
+            threads=model.threads,
+            context_window=model.context_window,
+        )
+    if model.backend == "openai":
+        from core.generation.openai_engine import OpenAIGenerator
+
+        return OpenAIGenerator(
+            model.model,
+            base_url=model.base_url or settings.openai_base_url,
+            api_key=settings.openai_api_key.get_secret_value(),
+            timeout_s=model.timeout_s,
+            max_retries=model.max_retries,
+            context_window=model.context_window,
+        )
+    raise AssertionError(f"unknown backend {model.backend!r}")  # pydantic rejects it first

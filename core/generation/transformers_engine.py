@@ -1,0 +1,201 @@
+"""The in-process backend: a Hugging Face causal LM run by transformers on this machine.
+
+Generation runs on one worker thread (torch already uses every core for one
+request), streamed back to the event loop piece by piece. Stopping the
+consumer (a timeout, a closed connection) stops generation at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import BackendError, ModelNotFoundError
+from core.generation import models
+from core.generation.base import Generator
+from core.types import ChatMessage, Role
+
+if TYPE_CHECKING:
+    from core.settings import GenerationSettings
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+class TransformersGenerator(Generator):
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str = models.EMBEDDED,
+        *,
+        gguf_file: str | None = None,
+        cache_dir: Path,
+        threads: int | None = None,
+        context_window: int | None = None,
+    ) -> None:
+        self.model_name = model
+        self._gguf_file = gguf_file
+        self._cache_dir = cache_dir
+        self._threads = threads
+        self._context_window = context_window
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._stop_ids: list[int] = []
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+
+    def _load(self) -> None:
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        if self._threads:
+            torch.set_num_threads(self._threads)
+        where = models.resolve(self.model_name, self._gguf_file, self._cache_dir)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(where)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32)
+        except OSError as error:
+            raise ModelNotFoundError(
+                f"cannot load model {self.model_name!r}: {error}".splitlines()[0]
+            ) from None
+        model.eval()
+        if not tokenizer.chat_template:
+            raise ModelNotFoundError(f"model {self.model_name!r} has no chat template")
+        self._tokenizer, self._model = tokenizer, model
+        self.context_window = self._context_window or int(
+            getattr(model.config, "max_position_embeddings", 2048)
+        )
+        stops = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
+        config_eos = model.generation_config.eos_token_id
+        stops.update(config_eos if isinstance(config_eos, list) else [config_eos])
+        unknown = tokenizer.unk_token_id
+        self._stop_ids = sorted(i for i in stops if isinstance(i, int) and i != unknown)
+        probe = [ChatMessage(Role.SYSTEM, "a")]
+        with_user = [*probe, ChatMessage(Role.USER, "b")]
+        self.per_message_overhead = (
+            self._render_count(with_user, False) - self._render_count(probe, False) - self.count_text("b")
+        )
+        log.info("loaded %s from %s (context %d tokens)", self.model_name, where, self.context_window)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._model = self._tokenizer = None
+
+    def _require(self) -> Any:
+        if self._tokenizer is None:
+            raise BackendError("the transformers generator was not started")
+        return self._tokenizer
+
+    def count_text(self, text: str) -> int:
+        return len(self._require().encode(text, add_special_tokens=False))
+
+    def _render_count(self, messages: Sequence[ChatMessage], generation_prompt: bool) -> int:
+        ids = self._require().apply_chat_template(
+            [m.as_dict() for m in messages], add_generation_prompt=generation_prompt, tokenize=True
+        )
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return len(ids)
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return self._render_count(messages, True)
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationSettings
+    ) -> AsyncIterator[str]:
+        self._require()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        job = loop.run_in_executor(self._executor, self._generate, messages, params, emit, cancel)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise BackendError(f"generation failed: {item}") from item
+                assert isinstance(item, str)
+                if item:
+                    yield item
+            await job
+        finally:
+            cancel.set()
+
+    def _generate(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationSettings,
+        emit: Any,
+        cancel: threading.Event,
+    ) -> None:
+        try:
+            if cancel.is_set():
+                return
+            self._generate_blocking(messages, params, emit, cancel)
+        except BaseException as error:  # handed to the event loop, which raises it
+            emit(error)
+        finally:
+            emit(_END)
+
+    def _generate_blocking(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationSettings,
+        emit: Any,
+        cancel: threading.Event,
+    ) -> None:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+        tokenizer, model = self._tokenizer, self._model
+
+        class Streamer(TextStreamer):  # type: ignore[misc]
+            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                emit(text)
+
+        class Cancelled(StoppingCriteria):  # type: ignore[misc]
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
+        inputs = tokenizer.apply_chat_template(
+            [m.as_dict() for m in messages],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        sampling = params.temperature > 0
+        options: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": sampling,
+            "repetition_penalty": params.repetition_penalty,
+            "eos_token_id": self._stop_ids,
+            "pad_token_id": tokenizer.pad_token_id or self._stop_ids[0],
+        }
+        if sampling:
+            options.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+        with torch.inference_mode():
+            model.generate(
+                **inputs,
+                **options,
+                streamer=Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
+                stopping_criteria=StoppingCriteriaList([Cancelled()]),
+            )

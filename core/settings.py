@@ -1,0 +1,153 @@
+"""Settings (environment and ``.env``) and bot profiles (TOML files in ``bots/``).
+
+Both are validated with pydantic at start; anything invalid raises
+:class:`~core.errors.ConfigError` with one line that names the setting.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+ENV_PREFIX = "SOCIALBOT_"
+PROJECT_BOTS_DIR = Path(__file__).resolve().parent.parent / "bots"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Every field is ``SOCIALBOT_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("socialbot")),
+        description="Where the database and per-user state live.",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_cache_dir("socialbot")),
+        description="Converted models and other rebuildable files.",
+    )
+    bots_dir: Path = Field(default=PROJECT_BOTS_DIR, description="Folder of bot profiles.")
+    bot: str = Field(default="companion", description="The bot profile to run.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    max_message_chars: int = Field(default=8000, ge=1, le=1_000_000)
+    db_synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="SQLite synchronous mode: FULL survives power loss, NORMAL only crashes.",
+    )
+    openai_base_url: str = Field(
+        default="http://127.0.0.1:11434/v1",
+        description="Base URL of an OpenAI-compatible server (default: a local Ollama).",
+    )
+    openai_api_key: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("SOCIALBOT_OPENAI_API_KEY", "OPENAI_API_KEY"),
+    )
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so that logging can mask them."""
+        values = [self.openai_api_key.get_secret_value()]
+        return [v for v in values if v]
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "socialbot.db"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSettings(_Strict):
+    backend: Literal["transformers", "openai"] = "transformers"
+    model: str = Field(
+        default="embedded",
+        description="'embedded' (the packaged SmolLM2), a Hugging Face id, or a local folder.",
+    )
+    gguf_file: str | None = Field(default=None, description="A GGUF file inside `model`.")
+    base_url: str | None = Field(default=None, description="Overrides SOCIALBOT_OPENAI_BASE_URL.")
+    context_window: int | None = Field(default=None, ge=256)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    threads: int | None = Field(default=None, ge=1)
+
+
+class GenerationSettings(_Strict):
+    max_new_tokens: int = Field(default=160, ge=1, le=8192)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    top_k: int = Field(default=50, ge=0)
+    repetition_penalty: float = Field(default=1.1, gt=0.0, le=3.0)
+    seed: int | None = None
+
+
+class ContextSettings(_Strict):
+    budget_tokens: int = Field(
+        default=2048, ge=128, description="Prompt tokens: persona plus recent turns."
+    )
+    max_turns: int = Field(default=200, ge=1, description="Most recent turns ever considered.")
+
+
+class BotProfile(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = ""
+    persona: str = Field(min_length=1)
+    model: ModelSettings = ModelSettings()
+    generation: GenerationSettings = GenerationSettings()
+    context: ContextSettings = ContextSettings()
+    plugins: tuple[str, ...] = ()
+    folder: Path | None = Field(default=None, exclude=True)
+
+
+def _describe(error: ValidationError, prefix: str = "") -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{prefix}{where}: {first['msg']}{more}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and ``.env``; ``overrides`` win (CLI flags)."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "?"
+        env = name if name.isupper() else ENV_PREFIX + name.upper()
+        raise ConfigError(f"invalid setting {env}: {first['msg']}") from None
+
+
+def available_profiles(bots_dir: Path) -> list[str]:
+    if not bots_dir.is_dir():
+        return []
+    names = {p.parent.name for p in bots_dir.glob("*/bot.toml")}
+    names |= {p.stem for p in bots_dir.glob("*.toml")}
+    return sorted(names)
+
+
+def load_profile(bots_dir: Path, name: str) -> BotProfile:
+    """Load ``bots_dir/<name>/bot.toml`` (or ``bots_dir/<name>.toml``)."""
+    for path in (bots_dir / name / "bot.toml", bots_dir / f"{name}.toml"):
+        if path.is_file():
+            break
+    else:
+        known = ", ".join(available_profiles(bots_dir)) or "none"
+        raise ConfigError(f"bot profile {name!r} not found in {bots_dir} (available: {known})")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read bot profile: {error}") from None
+    data.setdefault("name", name)
+    try:
+        return BotProfile(**data, folder=path.parent)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, prefix=f"{path}: ")) from None

@@ -1,0 +1,124 @@
+"""Value types that flow through the core.
+
+Adapters build these from native platform events; the core never looks at the
+native objects (the ``raw`` fields exist only so an adapter can find its own
+object again when it replies).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class PlaceKind(enum.StrEnum):
+    """Whether a place is private to one person (a DM) or shared (a group channel)."""
+
+    DM = "dm"
+    GROUP = "group"
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """Who spoke: a user id is only unique within its platform."""
+
+    platform: str
+    user_id: str
+    display_name: str = ""
+    is_bot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where something was said.
+
+    ``workspace`` is the Discord guild, Slack team or empty; ``thread`` is the
+    thread or forum topic inside ``channel``, or empty.
+    """
+
+    platform: str
+    channel: str
+    kind: PlaceKind
+    workspace: str = ""
+    thread: str = ""
+
+    @property
+    def is_private(self) -> bool:
+        return self.kind is PlaceKind.DM
+
+    @property
+    def conversation(self) -> ConversationKey:
+        return ConversationKey(self.platform, self.workspace, self.channel, self.thread)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ConversationKey:
+    """One conversation: the unit whose turns are handled strictly in order."""
+
+    platform: str
+    workspace: str
+    channel: str
+    thread: str
+
+    def __str__(self) -> str:
+        parts = [self.platform, self.workspace or "-", self.channel]
+        if self.thread:
+            parts.append(self.thread)
+        return "/".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    name: str
+    content_type: str = ""
+    size: int = 0
+    url: str = ""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An incoming message from a person (or another bot) on some platform."""
+
+    speaker: Speaker
+    place: Place
+    text: str
+    id: str = ""
+    time: datetime = field(default_factory=_now)
+    mentions_bot: bool = False
+    reply_to: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the bot says back, and where; ``in_reply_to`` is the native message id."""
+
+    text: str
+    place: Place
+    in_reply_to: str = ""
+    failed: bool = False
+    """True when the text is an apology for an error rather than a real answer."""
+
+
+class Role(enum.StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of the chat sent to a language model."""
+
+    role: Role
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role.value, "content": self.content}
