@@ -26,7 +26,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--bot", metavar="NAME", help="bot profile from the bots folder (default: companion)"
     )
     parser.add_argument(
-        "--data-dir", metavar="PATH", type=Path,
+        "--data-dir",
+        metavar="PATH",
+        type=Path,
         help="where conversations are stored (default: SOCIALBOT_DATA_DIR or a per-user folder)",
     )
     parser.add_argument(
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--user", metavar="ID", default=None, help="who is speaking (default: your login name)"
     )
     chat.add_argument(
-        "--channel", metavar="ID",
+        "--channel",
+        metavar="ID",
         help="speak in this group channel instead of a direct message",
     )
     _common(chat)

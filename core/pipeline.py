@@ -135,8 +135,9 @@ async def respond(turn: Turn) -> None:
     except BackendError as error:
         log.error("%s backend failed: %s", bot.generator.name, error)
     except TimeoutError:
-        log.error("%s backend gave no full reply in %g s", bot.generator.name,
-                  bot.profile.model.timeout_s)
+        log.error(
+            "%s backend gave no full reply in %g s", bot.generator.name, bot.profile.model.timeout_s
+        )
     except Exception:
         log.exception("%s backend failed", bot.generator.name)
     else:
@@ -211,7 +212,8 @@ async def run(turn: Turn) -> TurnResult:
         finally:
             turn.timings[name] = time.perf_counter() - started
     log.info(
-        "turn in %s answered (%s)", where,
+        "turn in %s answered (%s)",
+        where,
         ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in turn.timings.items()),
     )
     reply = Reply(turn.reply, turn.message.place, turn.message.id, failed=turn.failed)

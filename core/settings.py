@@ -147,7 +147,8 @@ def load_profile(bots_dir: Path, name: str) -> BotProfile:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path}: cannot read bot profile: {error}") from None
     data.setdefault("name", name)
+    data["folder"] = path.parent
     try:
-        return BotProfile(**data, folder=path.parent)
+        return BotProfile(**data)
     except ValidationError as error:
         raise ConfigError(_describe(error, prefix=f"{path}: ")) from None

@@ -122,7 +122,14 @@ class Store:
         turns that the reply was generated from.
         """
         place, speaker = message.place, message.speaker
-        where = (bot, place.platform, place.workspace, place.channel, place.thread, place.kind.value)
+        where = (
+            bot,
+            place.platform,
+            place.workspace,
+            place.channel,
+            place.thread,
+            place.kind.value,
+        )
         now = time.time()
         await self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -130,8 +137,14 @@ class Store:
                 "INSERT INTO turns (bot, platform, workspace, channel, thread, place_kind,"
                 " user_id, display_name, role, text, native_id, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'user', ?, ?, ?)",
-                (*where, speaker.user_id, speaker.display_name, message.text, message.id,
-                 message.time.timestamp()),
+                (
+                    *where,
+                    speaker.user_id,
+                    speaker.display_name,
+                    message.text,
+                    message.id,
+                    message.time.timestamp(),
+                ),
             )
             user_turn = cursor.lastrowid
             reply_turn = None
@@ -155,8 +168,13 @@ class Store:
     ) -> list[StoredTurn]:
         """The last ``limit`` turns of one conversation since its last reset, oldest first."""
         where = "bot = ? AND platform = ? AND workspace = ? AND channel = ? AND thread = ?"
-        key = (bot, conversation.platform, conversation.workspace, conversation.channel,
-               conversation.thread)
+        key = (
+            bot,
+            conversation.platform,
+            conversation.workspace,
+            conversation.channel,
+            conversation.thread,
+        )
         async with self._db.execute(
             f"SELECT {_COLUMNS} FROM turns WHERE {where} AND role != 'reset'"
             f" AND id > (SELECT COALESCE(MAX(id), 0) FROM turns WHERE {where} AND role = 'reset')"
@@ -173,8 +191,18 @@ class Store:
             "INSERT INTO turns (bot, platform, workspace, channel, thread, place_kind,"
             " user_id, display_name, role, text, native_id, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'reset', '', ?, ?)",
-            (bot, place.platform, place.workspace, place.channel, place.thread, place.kind.value,
-             message.speaker.user_id, message.speaker.display_name, message.id, time.time()),
+            (
+                bot,
+                place.platform,
+                place.workspace,
+                place.channel,
+                place.thread,
+                place.kind.value,
+                message.speaker.user_id,
+                message.speaker.display_name,
+                message.id,
+                time.time(),
+            ),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid

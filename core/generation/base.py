@@ -25,10 +25,10 @@ class Generator(abc.ABC):
     per_message_overhead: int = 4
     """Template tokens around each message (role markers, separators)."""
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Load weights or open connections; called once before use."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`start` took."""
 
     @abc.abstractmethod

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.errors import ModelNotFoundError
 
@@ -72,7 +73,9 @@ def _cache_key(source: GGUFSource) -> str:
     import transformers
 
     stat = source.path.stat()
-    identity = f"{source.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}"
+    identity = (
+        f"{source.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}"
+    )
     return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
@@ -97,7 +100,7 @@ def _convert(source: GGUFSource, target: Path) -> None:
     scratch = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source.folder), gguf_file=source.file)
-        model = AutoModelForCausalLM.from_pretrained(str(source.folder), gguf_file=source.file)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(source.folder), gguf_file=source.file)
         # The weights are now plain float32 tensors; only the GGUF loader's bookkeeping
         # remains, and it makes save_pretrained refuse. Drop it.
         model.hf_quantizer = None

@@ -65,7 +65,7 @@ class TransformersGenerator(Generator):
         where = models.resolve(self.model_name, self._gguf_file, self._cache_dir)
         try:
             tokenizer = AutoTokenizer.from_pretrained(where)
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32)
+            model: Any = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32)
         except OSError as error:
             raise ModelNotFoundError(
                 f"cannot load model {self.model_name!r}: {error}".splitlines()[0]
@@ -85,9 +85,13 @@ class TransformersGenerator(Generator):
         probe = [ChatMessage(Role.SYSTEM, "a")]
         with_user = [*probe, ChatMessage(Role.USER, "b")]
         self.per_message_overhead = (
-            self._render_count(with_user, False) - self._render_count(probe, False) - self.count_text("b")
+            self._render_count(with_user, False)
+            - self._render_count(probe, False)
+            - self.count_text("b")
         )
-        log.info("loaded %s from %s (context %d tokens)", self.model_name, where, self.context_window)
+        log.info(
+            "loaded %s from %s (context %d tokens)", self.model_name, where, self.context_window
+        )
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -166,11 +170,11 @@ class TransformersGenerator(Generator):
 
         tokenizer, model = self._tokenizer, self._model
 
-        class Streamer(TextStreamer):  # type: ignore[misc]
+        class Streamer(TextStreamer):
             def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
                 emit(text)
 
-        class Cancelled(StoppingCriteria):  # type: ignore[misc]
+        class Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
 

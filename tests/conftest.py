@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+# Nothing in the tests may reach a model hub: every model is packaged or built here.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from core.bot import Bot
+from core.generation.fake import FakeGenerator
+from core.settings import PROJECT_BOTS_DIR, BotProfile, Settings, load_profile
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        cache_dir=tmp_path / "cache",
+        bots_dir=PROJECT_BOTS_DIR,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+def profile() -> BotProfile:
+    return load_profile(PROJECT_BOTS_DIR, "companion")
+
+
+@pytest.fixture
+def fake() -> FakeGenerator:
+    return FakeGenerator()
+
+
+@pytest.fixture
+async def bot(settings: Settings, profile: BotProfile, fake: FakeGenerator) -> AsyncIterator[Bot]:
+    async with await Bot.open(settings, profile, generator=fake) as running:
+        yield running

