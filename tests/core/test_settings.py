@@ -104,3 +104,11 @@ def test_secrets_are_masked_in_logs() -> None:
     )
     assert formatter.format(record) == "key *** failed"
     assert mask("a sk-live-abcdef b", ["sk-live-abcdef"]) == "a *** b"
+
+
+def test_env_example_documents_every_setting() -> None:
+    from core.settings import ENV_PREFIX, Settings
+
+    text = (PROJECT_BOTS_DIR.parent / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert f"{ENV_PREFIX}{name.upper()}=" in text, name

