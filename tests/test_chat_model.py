@@ -131,3 +131,27 @@ async def test_stopping_the_consumer_stops_generation(engine: TransformersGenera
     started = time.perf_counter()
     await engine.generate(PROMPT, quick)
     assert time.perf_counter() - started < 3.0
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_local_transformers_folder_works_the_same_way(
+    engine: TransformersGenerator, model_cache: Path, tmp_path: Path
+) -> None:
+    (folder,) = (model_cache / "models").iterdir()  # the embedded model, converted
+    local = TransformersGenerator(str(folder), cache_dir=tmp_path)
+    await local.start()
+    try:
+        params = GenerationSettings(max_new_tokens=12, temperature=0.0)
+        assert await local.generate(PROMPT, params) == await engine.generate(PROMPT, params)
+    finally:
+        await local.close()
+    assert not (tmp_path / "models").exists()  # nothing converted for a plain folder
+
+
+async def test_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> None:
+    from core.errors import ModelNotFoundError
+
+    generator = TransformersGenerator(str(tmp_path), cache_dir=tmp_path)
+    with pytest.raises(ModelNotFoundError, match="not a transformers model folder"):
+        await generator.start()
+    await generator.close()
