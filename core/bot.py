@@ -1,4 +1,4 @@
-"""A running bot: one profile, its storage and generator, and the turn pipeline.
+"""A running bot: one profile, its storage, memory and generator, and the turn pipeline.
 
 Adapters call :meth:`Bot.handle` for each message. Turns of one conversation run
 strictly in order; different conversations run concurrently.
@@ -6,45 +6,87 @@ strictly in order; different conversations run concurrently.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from types import TracebackType
+from typing import Any
 
-from core import pipeline
+from core import pipeline, userdata
 from core.adapter import ReplyChannel
+from core.facts import Profiles
 from core.generation.base import Generator, create_generator
+from core.memory import Embedder, LongTermMemory, SentenceEmbedder
 from core.ordering import KeyedSerializer
+from core.privacy import Cipher, Privacy, Pseudonymizer, Scope
 from core.settings import BotProfile, Settings
 from core.storage import Store
-from core.types import Message
+from core.summary import Summaries
+from core.types import ConversationKey, Message
 
 log = logging.getLogger(__name__)
+
+RETENTION_INTERVAL_S = 3600.0
+
+
+def privacy_from(settings: Settings) -> Privacy:
+    return Privacy(
+        Pseudonymizer.from_setting(settings.pseudonym_key.get_secret_value(), settings.data_dir),
+        Cipher(settings.encryption_key.get_secret_value()),
+        redact_stored=settings.redact_stored,
+        redact_remote=settings.redact_remote,
+    )
 
 
 class Bot:
     def __init__(
-        self, settings: Settings, profile: BotProfile, store: Store, generator: Generator
+        self,
+        settings: Settings,
+        profile: BotProfile,
+        store: Store,
+        generator: Generator,
+        embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
         self.profile = profile
         self.store = store
         self.generator = generator
+        self.memory = LongTermMemory(store, embedder) if embedder is not None else None
+        self.profiles = Profiles(store)
+        self.summaries = Summaries(store)
         self._order = KeyedSerializer()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._folding: set[ConversationKey] = set()
+        self._retention: asyncio.Task[Any] | None = None
         self._closed = False
 
     @classmethod
     async def open(
-        cls, settings: Settings, profile: BotProfile, *, generator: Generator | None = None
+        cls,
+        settings: Settings,
+        profile: BotProfile,
+        *,
+        generator: Generator | None = None,
+        embedder: Embedder | None = None,
     ) -> Bot:
-        """Open storage and start the generator (the profile's, unless one is given)."""
-        store = await Store.open(settings.database_path, synchronous=settings.db_synchronous)
+        """Open storage and start the generator and embedder (the profile's unless given)."""
+        store = await Store.open(
+            settings.database_path, privacy_from(settings), synchronous=settings.db_synchronous
+        )
         generator = generator or create_generator(profile, settings)
+        if embedder is None and profile.memory.enabled:
+            embedder = SentenceEmbedder(settings.embedding_model)
         try:
-            await generator.start()
+            await asyncio.gather(generator.start(), *([embedder.start()] if embedder else []))
         except BaseException:
             await store.close()
             raise
+        bot = cls(settings, profile, store, generator, embedder)
+        await userdata.purge_older_than(store, bot.memory, profile.privacy.retention_days)
+        if profile.privacy.retention_days > 0:
+            bot._retention = bot.spawn(bot._retention_loop())
         log.info("bot %s ready (%s backend)", profile.name, generator.name)
-        return cls(settings, profile, store, generator)
+        return bot
 
     async def handle(self, message: Message, channel: ReplyChannel) -> pipeline.TurnResult:
         """Run one message through the pipeline, after earlier ones of its conversation."""
@@ -57,14 +99,61 @@ class Bot:
     def busy_conversations(self) -> int:
         return len(self._order)
 
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run work that no reply waits for; errors are logged, close() waits for it."""
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._background.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("background work failed", exc_info=finished.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    def fold_later(self, message: Message, scope: Scope, *, window_start: int) -> None:
+        """Fold turns that left the window into the summary, after this turn."""
+        key = message.place.conversation
+        if key in self._folding or self._closed:
+            return
+        self._folding.add(key)
+
+        async def fold() -> None:
+            try:
+                await self.summaries.fold(
+                    self.generator,
+                    self.profile.name,
+                    message,
+                    scope,
+                    window_start=window_start,
+                    at_least=self.profile.memory.summarize_after,
+                )
+            finally:
+                self._folding.discard(key)
+
+        self.spawn(fold())
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+            await userdata.purge_older_than(
+                self.store, self.memory, self.profile.privacy.retention_days
+            )
+
     async def close(self) -> None:
-        """Finish the turns in flight, then release the generator and storage."""
+        """Finish the turns in flight and pending summaries, then release everything."""
         if self._closed:
             return
         self._closed = True
         await self._order.drain()
+        if self._retention is not None:
+            self._retention.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         try:
             await self.generator.close()
+            if self.memory is not None:
+                await self.memory.embedder.close()
         finally:
             await self.store.close()
 

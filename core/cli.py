@@ -60,11 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="speak in this group channel instead of a direct message",
     )
     _common(chat)
+
+    commands.add_parser(
+        "keygen",
+        help="print a new key for SOCIALBOT_ENCRYPTION_KEY",
+        description="Print a new random Fernet key. Put it in .env as SOCIALBOT_ENCRYPTION_KEY "
+        "to encrypt stored text; keep a copy somewhere safe.",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "keygen":
+        from core.privacy import Cipher
+
+        print(Cipher.new_key())
+        return 0
     try:
         settings = load_settings(data_dir=args.data_dir, bot=args.bot)
         if args.verbose:

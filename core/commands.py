@@ -1,19 +1,29 @@
-"""Built-in commands, answered in the route stage on every platform alike.
+"""Built-in commands, answered in the route stage the same way on every platform.
 
-Plugins (a later part of the project) add their own through the same table.
+They never reach the language model. The privacy commands act on the speaker's
+own data only: it is selected by their own scope, as recall selects it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from core import facts, userdata
+
 if TYPE_CHECKING:
     from core.pipeline import Turn
 
 _COMMAND = re.compile(r"^/([A-Za-z][\w-]{0,31})(?:@\S+)?(?:\s+(.*))?$", re.DOTALL)
+_WHAT_DO_YOU_REMEMBER = re.compile(
+    r"\bwhat (?:do|did) you (?:remember|know|recall) about me\b|\bwhat have you (?:remembered|"
+    r"kept|stored) about me\b",
+    re.I,
+)
+DM_ONLY = "For your privacy I only do that in a direct message with me."
 
 
 def parse(text: str) -> tuple[str, str] | None:
@@ -24,12 +34,20 @@ def parse(text: str) -> tuple[str, str] | None:
     return match.group(1).lower(), (match.group(2) or "").strip()
 
 
+def asks_what_is_remembered(text: str) -> bool:
+    return _WHAT_DO_YOU_REMEMBER.search(text) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     name: str
     usage: str
     help: str
     handler: Callable[[Turn, str], Awaitable[str]]
+
+
+def _owner(turn: Turn) -> tuple[str, str]:
+    return turn.message.place.platform, turn.user_key
 
 
 async def _help(turn: Turn, args: str) -> str:
@@ -43,10 +61,119 @@ async def _reset(turn: Turn, args: str) -> str:
     return "Starting fresh: I won't use our earlier messages here as context from now on."
 
 
+async def what_i_remember(turn: Turn) -> str:
+    """An honest answer from the stored profile facts, as far as this place may see."""
+    assert turn.scope is not None
+    known = facts.describe(await turn.bot.profiles.about(turn.scope, turn.user_key))
+    where = "" if turn.message.place.is_private else " from this channel"
+    if not known:
+        return (
+            f"I don't remember anything about you{where} yet. "
+            "/privacy shows what I keep and /export all of it."
+        )
+    lines = [f"Here is what I remember about you{where}:", *(f"- {line}" for line in known)]
+    lines.append("/export shows everything I keep about you; /forget erases it.")
+    return "\n".join(lines)
+
+
+async def _privacy(turn: Turn, args: str) -> str:
+    bot = turn.bot
+    counts = await userdata.counts(bot.store, *_owner(turn))
+    out = await userdata.is_opted_out(bot.store, *_owner(turn))
+    days = bot.profile.privacy.retention_days
+    privacy = bot.store.privacy
+    keep = f"for {days:g} days, then deleted automatically" if days else "until you erase it"
+    lines = [
+        "What I keep about you, and where:",
+        f"- {counts['turns']} messages (yours, and my replies to you), "
+        f"{counts['memories']} memories, {counts['facts']} profile facts, "
+        f"{counts['summaries']} summaries of our direct messages.",
+        f"- Kept {keep}, in this bot's own database on its operator's machine.",
+        "- What you say in a direct message is only ever used in your direct messages; "
+        "what you say in a group channel is used only in that channel and in your DMs.",
+        "- Your user id is stored as a keyed hash; stored text is "
+        + ("encrypted." if privacy.cipher.enabled else "not encrypted.")
+        + (
+            " E-mail addresses, phone and card numbers are removed before storing."
+            if privacy.redact_stored
+            else ""
+        ),
+        f"- You are opted {'out: I store nothing of yours' if out else 'in'}.",
+        "Commands: /export (everything, as JSON), /forget (erase everything), "
+        "/optout and /optin, /why (what my last answer to you was based on).",
+    ]
+    return "\n".join(lines)
+
+
+async def _export(turn: Turn, args: str) -> str:
+    if not turn.message.place.is_private:
+        return DM_ONLY
+    data = await userdata.export(turn.bot.store, *_owner(turn))
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+async def _forget(turn: Turn, args: str) -> str:
+    if args.strip().lower() != "confirm":
+        return (
+            "This erases everything I keep about you, everywhere: your messages and my "
+            "replies, memories, profile facts, summaries, and your opt-out if you set one. "
+            "It cannot be undone. To go ahead, send: /forget confirm"
+        )
+    deleted = await userdata.forget(turn.bot.store, turn.bot.memory, *_owner(turn))
+    turn.keep = False  # this very message must not be stored again afterwards
+    total = sum(deleted.values())
+    return (f"Done: I erased everything I kept about you ({total} records). "
+            "I remember nothing of you now.")
+
+
+async def _optout(turn: Turn, args: str) -> str:
+    await userdata.set_opted_out(turn.bot.store, *_owner(turn), True)
+    turn.keep = False
+    return (
+        "You're opted out: I'll still answer you, but I won't store anything you say. "
+        "What I kept before stays until you /forget it. /optin to undo."
+    )
+
+
+async def _optin(turn: Turn, args: str) -> str:
+    await userdata.set_opted_out(turn.bot.store, *_owner(turn), False)
+    return "You're opted in again: I'll remember our conversations. /optout to stop."
+
+
+async def _why(turn: Turn, args: str) -> str:
+    bot, scope = turn.bot, turn.scope
+    assert scope is not None
+    answer = await bot.store.last_answer(bot.profile.name, turn.message.place, scope, turn.user_key)
+    if answer is None:
+        return "I haven't answered you here yet (or I was told not to keep anything)."
+    lines = [f'My last answer to you here was: "{_clip(answer.text)}"', "It was based on:"]
+    lines.append(f"- {len(answer.context)} earlier messages of this conversation")
+    if answer.summary is not None:
+        lines.append("- the summary of our earlier conversation")
+    recalled = await bot.memory.by_ids(scope, answer.recalled) if bot.memory else []
+    if recalled:
+        lines.append("- these memories:")
+        lines += [f'    "{_clip(m.text)}"' for m in recalled]
+    else:
+        lines.append("- no long-term memories")
+    return "\n".join(lines)
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 BUILTIN: dict[str, Command] = {
     c.name: c
     for c in (
         Command("help", "/help", "what I can do", _help),
         Command("reset", "/reset", "start this conversation afresh", _reset),
+        Command("privacy", "/privacy", "what I keep about you, where, and for how long", _privacy),
+        Command("export", "/export", "everything I keep about you, as JSON (DM only)", _export),
+        Command("forget", "/forget", "erase everything about you (asks to confirm)", _forget),
+        Command("optout", "/optout", "stop storing anything you say", _optout),
+        Command("optin", "/optin", "let me remember again", _optin),
+        Command("why", "/why", "what my last answer to you was based on", _why),
     )
 }

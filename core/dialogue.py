@@ -24,6 +24,18 @@ class Context:
     """Stored turns included, oldest first."""
     tokens: int
     budget: int
+    memory_ids: tuple[int, ...] = ()
+    """Long-term memories placed in the prompt."""
+    summary_used: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """A long-term memory offered to the prompt builder, most relevant first."""
+
+    id: int
+    text: str
+    age: str = ""
 
 
 def speaker_line(name: str, text: str, group: bool) -> str:
@@ -36,6 +48,16 @@ def budget_for(generator: Generator, budget_tokens: int, max_new_tokens: int) ->
     return max(0, min(budget_tokens, generator.context_window - max_new_tokens))
 
 
+def _system(persona: str, summary: str | None, memories: Sequence[Remembered]) -> ChatMessage:
+    parts = [persona.strip()]
+    if summary:
+        parts.append(f"Summary of the earlier conversation: {summary}")
+    if memories:
+        lines = "\n".join(f'- "{m.text}"' + (f" ({m.age})" if m.age else "") for m in memories)
+        parts.append(f"Things said in earlier conversations (use them only if they help):\n{lines}")
+    return ChatMessage(Role.SYSTEM, "\n\n".join(parts))
+
+
 def build_context(
     generator: Generator,
     *,
@@ -45,16 +67,39 @@ def build_context(
     budget: int,
     group: bool = False,
     speaker_name: str = "",
+    summary: str | None = None,
+    memories: Sequence[Remembered] = (),
+    memory_budget: int = 0,
 ) -> Context:
-    """Fit persona + recent ``history`` (oldest first) + ``incoming`` into ``budget`` tokens."""
-    system = ChatMessage(Role.SYSTEM, persona)
+    """Fit persona, summary, memories, recent ``history`` (oldest first) and ``incoming``.
+
+    The summary and memories get at most ``memory_budget`` tokens; recent turns
+    take what is left. Whatever does not fit is left out whole.
+    """
     new = ChatMessage(Role.USER, speaker_line(speaker_name, incoming, group))
-    cost = generator.count_tokens([system, new])
+    cost = generator.count_tokens([_system(persona, None, ()), new])
     if cost > budget:
         raise UserError(
             f"That message is too long for me to read in one go (about {cost} tokens "
             f"with my instructions; I can take {budget}). Could you split it up?"
         )
+
+    # Summary and memories, in order of importance, within their share.
+    extras_limit = min(memory_budget, budget - cost)
+    extras = 0
+    kept_summary = None
+    if summary:
+        extra = generator.count_text(summary) + 8
+        if extra <= extras_limit:
+            kept_summary, extras = summary, extra
+    kept_memories: list[Remembered] = []
+    for memory in memories:
+        extra = generator.count_text(memory.text) + 6 + (12 if not kept_memories else 0)
+        if extras + extra > extras_limit:
+            break
+        kept_memories.append(memory)
+        extras += extra
+    cost += extras
 
     chosen: list[tuple[StoredTurn, ChatMessage]] = []
     for turn in reversed(history):
@@ -66,20 +111,35 @@ def build_context(
         cost += extra
     chosen.reverse()
 
-    # The per-message estimate is exact for most chat templates; check the real
-    # rendering anyway and drop the oldest turns until it fits.
+    # The estimates above are exact for most chat templates; check the real rendering
+    # anyway, and drop the oldest turn (then the least relevant memory) until it fits.
     while True:
         while chosen and chosen[0][0].role is not Role.USER:
             chosen.pop(0)
+        system = _system(persona, kept_summary, kept_memories)
         messages = (system, *(m for _, m in chosen), new)
         tokens = generator.count_tokens(messages)
-        if tokens <= budget or not chosen:
+        if tokens <= budget:
             break
-        chosen.pop(0)
-    return Context(messages, tuple(t.id for t, _ in chosen), tokens, budget)
+        if chosen:
+            chosen.pop(0)
+        elif kept_memories:
+            kept_memories.pop()
+        elif kept_summary:
+            kept_summary = None
+        else:  # cannot happen: persona + new alone were checked to fit
+            break
+    return Context(
+        messages,
+        tuple(t.id for t, _ in chosen),
+        tokens,
+        budget,
+        tuple(m.id for m in kept_memories),
+        kept_summary is not None,
+    )
 
 
 def _as_chat(turn: StoredTurn, group: bool) -> ChatMessage:
     if turn.role is Role.ASSISTANT:
         return ChatMessage(Role.ASSISTANT, turn.text)
-    return ChatMessage(Role.USER, speaker_line(turn.display_name or turn.user_id, turn.text, group))
+    return ChatMessage(Role.USER, speaker_line(turn.display_name or "someone", turn.text, group))

@@ -11,6 +11,7 @@ with a short apology; it never escapes to the adapter or other conversations.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -19,11 +20,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from core import commands
+from core import commands, facts, userdata
 from core.adapter import ReplyChannel
-from core.dialogue import Context, budget_for, build_context
+from core.dialogue import Context, Remembered, budget_for, build_context
 from core.errors import BackendError, UserError
-from core.types import Message, Reply
+from core.memory import Vectors
+from core.privacy import Scope, redact
+from core.summary import Summary
+from core.types import ChatMessage, Message, Reply
 
 if TYPE_CHECKING:
     from core.bot import Bot
@@ -49,7 +53,14 @@ class Turn:
     bot: Bot
     message: Message
     channel: ReplyChannel
+    scope: Scope | None = None
+    """What may be recalled here; set by guard, before anything is read."""
+    user_key: str = ""
+    keep: bool = True
+    """False while the speaker has opted out: nothing of theirs is stored."""
     text: str = ""
+    vector: Vectors | None = None
+    summary: Summary | None = None
     context: Context | None = None
     reply: str = ""
     failed: bool = False
@@ -67,8 +78,11 @@ class TurnResult:
 
 
 async def guard(turn: Turn) -> None:
-    """Drop what must not be answered; refuse what cannot be."""
+    """Drop what must not be answered; refuse what cannot be; settle the privacy scope."""
     message = turn.message
+    privacy = turn.bot.store.privacy
+    turn.scope = privacy.scope(message)
+    turn.user_key = privacy.user_key(message.place.platform, message.speaker.user_id)
     if message.speaker.is_bot:
         raise EndTurn("message from a bot")
     if not message.text.strip():
@@ -79,12 +93,17 @@ async def guard(turn: Turn) -> None:
             f"That message is too long for me ({len(message.text):,} characters; "
             f"the limit is {limit:,}). Could you shorten it?"
         )
+    turn.keep = not await userdata.is_opted_out(
+        turn.bot.store, message.place.platform, turn.user_key
+    )
 
 
 async def route(turn: Turn) -> None:
     """Commands are answered here and never reach the language model."""
     parsed = commands.parse(turn.message.text)
     if parsed is None:
+        if commands.asks_what_is_remembered(turn.message.text):
+            raise EndTurn("asked what is remembered", await commands.what_i_remember(turn))
         return
     name, args = parsed
     command = commands.BUILTIN.get(name)
@@ -94,31 +113,68 @@ async def route(turn: Turn) -> None:
 
 
 async def perceive(turn: Turn) -> None:
-    """Read the message: normalise its text (later: emotion, language)."""
+    """Read the message: normalise its text and embed it for memory."""
     text = unicodedata.normalize("NFC", turn.message.text)
     turn.text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc").strip()
     if not turn.text:
         raise EndTurn("nothing but control characters")
+    if turn.bot.memory is not None:
+        turn.vector = (await turn.bot.memory.embedder.embed([turn.text]))[0]
 
 
 async def recall(turn: Turn) -> None:
-    """Build the model's context: persona and recent turns within the token budget."""
-    bot, message = turn.bot, turn.message
+    """Build the model's context within the token budget, reading only within the scope:
+    the persona, the conversation's summary, relevant long-term memories, recent turns."""
+    bot, message, scope = turn.bot, turn.message, turn.scope
+    assert scope is not None
     profile = bot.profile
     history = await bot.store.recent_turns(
-        profile.name, message.place.conversation, limit=profile.context.max_turns
+        profile.name, message.place, scope, limit=profile.context.max_turns
     )
-    turn.context = build_context(
+    if profile.memory.summarize:
+        turn.summary = await bot.summaries.current(profile.name, message, scope)
+    budget = budget_for(
+        bot.generator, profile.context.budget_tokens, profile.generation.max_new_tokens
+    )
+    build = functools.partial(
+        build_context,
         bot.generator,
         persona=profile.persona,
         history=history,
         incoming=turn.text,
-        budget=budget_for(
-            bot.generator, profile.context.budget_tokens, profile.generation.max_new_tokens
-        ),
+        budget=budget,
         group=not message.place.is_private,
         speaker_name=message.speaker.display_name or message.speaker.user_id,
+        summary=turn.summary.text if turn.summary else None,
+        memory_budget=int(budget * profile.memory.budget_share),
     )
+    turn.context = build()
+    if bot.memory is None or turn.vector is None or not profile.memory.top_k:
+        return
+    found = await bot.memory.search(
+        scope,
+        turn.vector,
+        k=profile.memory.top_k,
+        exclude_turns=turn.context.turn_ids,  # already in the window word for word
+        min_similarity=profile.memory.min_similarity,
+        half_life_days=profile.memory.recency_half_life_days,
+    )
+    if found:
+        now = time.time()
+        turn.context = build(
+            memories=[Remembered(m.id, m.text, _age(now - m.created_at)) for m in found]
+        )
+
+
+def _age(seconds: float) -> str:
+    days = seconds / 86400
+    if days < 1:
+        return "today"
+    if days < 2:
+        return "yesterday"
+    if days < 60:
+        return f"{days:.0f} days ago"
+    return f"{days / 30:.0f} months ago"
 
 
 async def respond(turn: Turn) -> None:
@@ -126,10 +182,13 @@ async def respond(turn: Turn) -> None:
     bot = turn.bot
     assert turn.context is not None
     await turn.channel.typing()
+    messages = turn.context.messages
+    if bot.generator.remote and bot.store.privacy.redact_remote:
+        messages = tuple(ChatMessage(m.role, redact(m.content)) for m in messages)
     pieces: list[str] = []
     try:
         async with asyncio.timeout(bot.profile.model.timeout_s):
-            async for piece in bot.generator.stream(turn.context.messages, bot.profile.generation):
+            async for piece in bot.generator.stream(messages, bot.profile.generation):
                 pieces.append(piece)
                 await turn.channel.stream(piece)
     except BackendError as error:
@@ -163,14 +222,29 @@ def tidy(text: str) -> str:
 
 
 async def remember(turn: Turn) -> None:
-    """Make the message and the reply durable before anything is sent."""
-    assert turn.context is not None
-    turn.stored = await turn.bot.store.record_exchange(
-        turn.bot.profile.name,
-        replace(turn.message, text=turn.text),
+    """Make the message and the reply durable before anything is sent (unless opted out),
+    with the message's memory and any facts it states; fold old turns into the summary."""
+    bot, context = turn.bot, turn.context
+    assert context is not None and turn.scope is not None
+    if not turn.keep:
+        return
+    message = replace(turn.message, text=turn.text)
+    turn.stored = await bot.store.record_exchange(
+        bot.profile.name,
+        message,
         None if turn.failed else turn.reply,
-        context=turn.context.turn_ids,
+        context=context.turn_ids,
+        recalled=context.memory_ids,
+        summary=turn.summary.id if turn.summary and context.summary_used else None,
     )
+    user_turn = turn.stored[0]
+    if bot.memory is not None and turn.vector is not None:
+        await bot.memory.add(message, turn.text, turn.vector, turn_id=user_turn)
+    await bot.profiles.add(
+        message, facts.extract(bot.store.privacy.for_storage(turn.text)), user_turn
+    )
+    if bot.profile.memory.summarize and context.turn_ids:
+        bot.fold_later(message, turn.scope, window_start=context.turn_ids[0])
 
 
 async def send(turn: Turn) -> None:

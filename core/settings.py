@@ -52,9 +52,32 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SOCIALBOT_OPENAI_API_KEY", "OPENAI_API_KEY"),
     )
 
+    pseudonym_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Key for hashing user ids; made and kept in the data folder when empty.",
+    )
+    encryption_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Fernet key: when set, stored text is encrypted (`socialbot keygen`).",
+    )
+    redact_stored: bool = Field(
+        default=True, description="Redact e-mails, phone and card numbers before storing."
+    )
+    redact_remote: bool = Field(
+        default=True, description="Redact them before text goes to a remote (openai) backend."
+    )
+    embedding_model: str = Field(
+        default="embedded",
+        description="'embedded' (all-MiniLM-L6-v2 from PyPI) or a sentence-transformers id/folder.",
+    )
+
     def secrets(self) -> list[str]:
         """Every secret value, so that logging can mask them."""
-        values = [self.openai_api_key.get_secret_value()]
+        values = [
+            self.openai_api_key.get_secret_value(),
+            self.pseudonym_key.get_secret_value(),
+            self.encryption_key.get_secret_value(),
+        ]
         return [v for v in values if v]
 
     @property
@@ -96,6 +119,26 @@ class ContextSettings(_Strict):
     max_turns: int = Field(default=200, ge=1, description="Most recent turns ever considered.")
 
 
+class MemorySettings(_Strict):
+    enabled: bool = True
+    top_k: int = Field(default=5, ge=0, le=50, description="Memories recalled per turn.")
+    min_similarity: float = Field(default=0.35, ge=-1.0, le=1.0)
+    recency_half_life_days: float = Field(default=30.0, gt=0)
+    budget_share: float = Field(
+        default=0.35, ge=0.0, le=0.9, description="Share of the prompt budget for memories."
+    )
+    summarize: bool = True
+    summarize_after: int = Field(
+        default=8, ge=2, description="Turns out of the window before they are summarised."
+    )
+
+
+class PrivacySettings(_Strict):
+    retention_days: float = Field(
+        default=365.0, ge=0, description="Delete stored data older than this; 0 keeps it."
+    )
+
+
 class BotProfile(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str = ""
@@ -103,6 +146,8 @@ class BotProfile(_Strict):
     model: ModelSettings = ModelSettings()
     generation: GenerationSettings = GenerationSettings()
     context: ContextSettings = ContextSettings()
+    memory: MemorySettings = MemorySettings()
+    privacy: PrivacySettings = PrivacySettings()
     plugins: tuple[str, ...] = ()
     folder: Path | None = Field(default=None, exclude=True)
 

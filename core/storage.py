@@ -6,18 +6,21 @@ calls from many conversations are serialised there and never block the loop.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
 
 from core.errors import ConfigError
-from core.types import ConversationKey, Message, Role
+from core.privacy import Privacy, Scope
+from core.types import Message, Place, Role
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,9 @@ log = logging.getLogger(__name__)
 # append a new one. ``PRAGMA user_version`` records how many have been applied.
 MIGRATIONS: tuple[str, ...] = (
     """
+    -- Every row that holds something a person said carries where it was said
+    -- (platform, workspace, channel, thread, private) and whose it is (user_key,
+    -- a keyed hash of the user id); reads select rows with core.privacy.Scope.
     CREATE TABLE turns (
         id            INTEGER PRIMARY KEY,
         bot           TEXT    NOT NULL,
@@ -32,19 +38,77 @@ MIGRATIONS: tuple[str, ...] = (
         workspace     TEXT    NOT NULL DEFAULT '',
         channel       TEXT    NOT NULL,
         thread        TEXT    NOT NULL DEFAULT '',
-        place_kind    TEXT    NOT NULL CHECK (place_kind IN ('dm', 'group')),
-        user_id       TEXT    NOT NULL,
+        private       INTEGER NOT NULL CHECK (private IN (0, 1)),
+        user_key      TEXT    NOT NULL,  -- the speaker, or for a reply the user answered
         display_name  TEXT    NOT NULL DEFAULT '',
         role          TEXT    NOT NULL CHECK (role IN ('user', 'assistant', 'reset')),
         text          TEXT    NOT NULL,
         native_id     TEXT    NOT NULL DEFAULT '',
         answers       INTEGER REFERENCES turns (id) ON DELETE CASCADE,
-        context       TEXT,
+        context       TEXT,              -- JSON: ids of the turns in the reply's window
+        recalled      TEXT,              -- JSON: ids of the memories placed in the prompt
+        summary       INTEGER,           -- the summary placed in the prompt
         created_at    REAL    NOT NULL
     );
-    CREATE INDEX turns_by_conversation
-        ON turns (bot, platform, workspace, channel, thread, id);
-    CREATE INDEX turns_by_user ON turns (platform, user_id);
+    CREATE INDEX turns_by_conversation ON turns (bot, platform, workspace, channel, thread, id);
+    CREATE INDEX turns_by_user ON turns (platform, user_key);
+    CREATE INDEX turns_by_time ON turns (created_at);
+
+    CREATE TABLE memories (
+        id          INTEGER PRIMARY KEY,
+        turn_id     INTEGER REFERENCES turns (id) ON DELETE CASCADE,
+        kind        TEXT    NOT NULL CHECK (kind IN ('message', 'fact')),
+        platform    TEXT    NOT NULL,
+        workspace   TEXT    NOT NULL DEFAULT '',
+        channel     TEXT    NOT NULL,
+        thread      TEXT    NOT NULL DEFAULT '',
+        private     INTEGER NOT NULL CHECK (private IN (0, 1)),
+        user_key    TEXT    NOT NULL,
+        text        TEXT    NOT NULL,
+        embedding   BLOB    NOT NULL,    -- float32, unit length
+        created_at  REAL    NOT NULL
+    );
+    CREATE INDEX memories_by_user ON memories (platform, user_key);
+    CREATE INDEX memories_by_channel ON memories (platform, workspace, channel, private);
+    CREATE INDEX memories_by_time ON memories (created_at);
+
+    CREATE TABLE facts (
+        id          INTEGER PRIMARY KEY,
+        turn_id     INTEGER REFERENCES turns (id) ON DELETE CASCADE,
+        platform    TEXT    NOT NULL,
+        workspace   TEXT    NOT NULL DEFAULT '',
+        channel     TEXT    NOT NULL,
+        thread      TEXT    NOT NULL DEFAULT '',
+        private     INTEGER NOT NULL CHECK (private IN (0, 1)),
+        user_key    TEXT    NOT NULL,
+        key         TEXT    NOT NULL,
+        value       TEXT    NOT NULL,
+        created_at  REAL    NOT NULL
+    );
+    CREATE INDEX facts_by_user ON facts (platform, user_key);
+
+    -- One rolling summary per conversation, of the turns up to `through_turn`.
+    CREATE TABLE summaries (
+        id            INTEGER PRIMARY KEY,
+        bot           TEXT    NOT NULL,
+        platform      TEXT    NOT NULL,
+        workspace     TEXT    NOT NULL DEFAULT '',
+        channel       TEXT    NOT NULL,
+        thread        TEXT    NOT NULL DEFAULT '',
+        private       INTEGER NOT NULL CHECK (private IN (0, 1)),
+        user_key      TEXT    NOT NULL DEFAULT '',  -- the DM's user; '' in a group
+        text          TEXT    NOT NULL,
+        through_turn  INTEGER NOT NULL,
+        updated_at    REAL    NOT NULL,
+        UNIQUE (bot, platform, workspace, channel, thread)
+    );
+
+    CREATE TABLE optouts (
+        platform    TEXT NOT NULL,
+        user_key    TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (platform, user_key)
+    );
     """,
 )
 
@@ -53,30 +117,39 @@ MIGRATIONS: tuple[str, ...] = (
 class StoredTurn:
     id: int
     role: Role
-    user_id: str
+    user_key: str
     display_name: str
     text: str
     created_at: float
     context: tuple[int, ...] = ()
+    recalled: tuple[int, ...] = ()
+    summary: int | None = None
 
 
 class Store:
-    """The project's database. Open with :meth:`open`, close with :meth:`close`."""
+    """The project's database. Open with :meth:`open`, close with :meth:`close`.
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self._db = db
+    Text written through it is redacted and sealed (encrypted, when a key is set)
+    by its :class:`~core.privacy.Privacy`; user ids are stored as keyed hashes.
+    """
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, privacy: Privacy) -> None:
+        self.db = db
         self.path = path
+        self.privacy = privacy
+        self._writing = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path, *, synchronous: str = "FULL") -> Store:
+    async def open(cls, path: Path, privacy: Privacy, *, synchronous: str = "FULL") -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
             await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA secure_delete=ON")  # erased text is overwritten, not left
             await db.execute("PRAGMA busy_timeout=5000")
-            store = cls(db, path)
+            store = cls(db, path, privacy)
             await store._migrate()
         except BaseException:
             await db.close()
@@ -84,11 +157,23 @@ class Store:
         return store
 
     async def close(self) -> None:
-        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        await self._db.close()
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self.db.close()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction at a time on the shared connection."""
+        async with self._writing:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
 
     async def schema_version(self) -> int:
-        async with self._db.execute("PRAGMA user_version") as cursor:
+        async with self.db.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
@@ -103,9 +188,26 @@ class Store:
         for version in range(current + 1, latest + 1):
             log.info("migrating %s to schema version %d", self.path, version)
             script = MIGRATIONS[version - 1]
-            await self._db.executescript(
+            await self.db.executescript(
                 f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
             )
+
+    def seal(self, text: str) -> str:
+        """Text as it is written: redacted (if configured), then encrypted (if configured)."""
+        return self.privacy.cipher.seal(self.privacy.for_storage(text))
+
+    def where_said(self, message: Message) -> tuple[object, ...]:
+        """``platform, workspace, channel, thread, private, user_key`` of a message's row."""
+        stored = self.privacy.place(message.place)
+        user_key = self.privacy.user_key(stored.platform, message.speaker.user_id)
+        return (
+            stored.platform,
+            stored.workspace,
+            stored.channel,
+            stored.thread,
+            int(stored.private),
+            user_key,
+        )
 
     async def record_exchange(
         self,
@@ -114,119 +216,138 @@ class Store:
         reply: str | None,
         *,
         context: Sequence[int] = (),
+        recalled: Sequence[int] = (),
+        summary: int | None = None,
     ) -> tuple[int, int | None]:
         """Store a user's message and the bot's reply to it in one transaction.
 
         Returns the new turn ids. ``reply`` is None when no real answer was made
-        (the user's message is still kept); ``context`` is the ids of the stored
-        turns that the reply was generated from.
+        (the user's message is still kept); ``context`` and ``recalled`` are what
+        the reply was generated from.
         """
-        place, speaker = message.place, message.speaker
-        where = (
-            bot,
-            place.platform,
-            place.workspace,
-            place.channel,
-            place.thread,
-            place.kind.value,
-        )
-        now = time.time()
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = await self._db.execute(
-                "INSERT INTO turns (bot, platform, workspace, channel, thread, place_kind,"
-                " user_id, display_name, role, text, native_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'user', ?, ?, ?)",
-                (
-                    *where,
-                    speaker.user_id,
-                    speaker.display_name,
-                    message.text,
-                    message.id,
-                    message.time.timestamp(),
-                ),
+        where = (bot, *self.where_said(message))
+        name = self.privacy.cipher.seal(message.speaker.display_name)
+        async with self.transaction() as db:
+            cursor = await db.execute(
+                f"INSERT INTO turns ({_PLACE_COLUMNS}, display_name, role, text, native_id,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'user', ?, ?, ?)",
+                (*where, name, self.seal(message.text), message.id, message.time.timestamp()),
             )
             user_turn = cursor.lastrowid
+            assert user_turn is not None
             reply_turn = None
             if reply is not None:
-                cursor = await self._db.execute(
-                    "INSERT INTO turns (bot, platform, workspace, channel, thread, place_kind,"
-                    " user_id, display_name, role, text, answers, context, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'assistant', ?, ?, ?, ?)",
-                    (*where, bot, bot, reply, user_turn, json.dumps(list(context)), now),
+                cursor = await db.execute(
+                    f"INSERT INTO turns ({_PLACE_COLUMNS}, display_name, role, text, answers,"
+                    " context, recalled, summary, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'assistant', ?, ?, ?, ?, ?, ?)",
+                    (
+                        *where,
+                        bot,
+                        self.seal(reply),
+                        user_turn,
+                        json.dumps(list(context)),
+                        json.dumps(list(recalled)),
+                        summary,
+                        time.time(),
+                    ),
                 )
                 reply_turn = cursor.lastrowid
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        assert user_turn is not None
         return user_turn, reply_turn
 
-    async def recent_turns(
-        self, bot: str, conversation: ConversationKey, *, limit: int
-    ) -> list[StoredTurn]:
-        """The last ``limit`` turns of one conversation since its last reset, oldest first."""
-        where = "bot = ? AND platform = ? AND workspace = ? AND channel = ? AND thread = ?"
-        key = (
-            bot,
-            conversation.platform,
-            conversation.workspace,
-            conversation.channel,
-            conversation.thread,
+    def _conversation(self, bot: str, place: Place) -> tuple[str, tuple[object, ...]]:
+        stored = self.privacy.place(place)
+        return (
+            "bot = ? AND platform = ? AND workspace = ? AND channel = ? AND thread = ?",
+            (bot, stored.platform, stored.workspace, stored.channel, stored.thread),
         )
-        async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM turns WHERE {where} AND role != 'reset'"
+
+    async def recent_turns(
+        self, bot: str, place: Place, scope: Scope, *, limit: int
+    ) -> list[StoredTurn]:
+        """The last ``limit`` turns in ``place`` since its last reset, oldest first."""
+        rows = await self._turns(bot, place, scope, "", (), "DESC", limit)
+        return list(reversed(rows))
+
+    async def turns_between(
+        self, bot: str, place: Place, scope: Scope, *, after: int, before: int, limit: int
+    ) -> list[StoredTurn]:
+        """Up to ``limit`` turns in ``place`` with ``after < id < before``, oldest first."""
+        return await self._turns(
+            bot, place, scope, " AND id > ? AND id < ?", (after, before), "ASC", limit
+        )
+
+    async def _turns(
+        self,
+        bot: str,
+        place: Place,
+        scope: Scope,
+        extra: str,
+        extra_params: tuple[object, ...],
+        order: str,
+        limit: int,
+    ) -> list[StoredTurn]:
+        where, key = self._conversation(bot, place)
+        in_scope, allowed = scope.where()
+        async with self.db.execute(
+            f"SELECT {_COLUMNS} FROM turns WHERE {where} AND {in_scope} AND role != 'reset'"
             f" AND id > (SELECT COALESCE(MAX(id), 0) FROM turns WHERE {where} AND role = 'reset')"
-            " ORDER BY id DESC LIMIT ?",
-            (*key, *key, limit),
+            f"{extra} ORDER BY id {order} LIMIT ?",
+            (*key, *allowed, *key, *extra_params, limit),
         ) as cursor:
-            rows = await cursor.fetchall()
-        return [_turn(row) for row in reversed(list(rows))]
+            return [self._turn(row) for row in await cursor.fetchall()]
 
     async def reset(self, bot: str, message: Message) -> int:
         """Start the conversation afresh: earlier turns stay stored but leave the context."""
-        place = message.place
-        cursor = await self._db.execute(
-            "INSERT INTO turns (bot, platform, workspace, channel, thread, place_kind,"
-            " user_id, display_name, role, text, native_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'reset', '', ?, ?)",
-            (
-                bot,
-                place.platform,
-                place.workspace,
-                place.channel,
-                place.thread,
-                place.kind.value,
-                message.speaker.user_id,
-                message.speaker.display_name,
-                message.id,
-                time.time(),
-            ),
-        )
+        async with self.transaction() as db:
+            cursor = await db.execute(
+                f"INSERT INTO turns ({_PLACE_COLUMNS}, role, text, native_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'reset', '', ?, ?)",
+                (bot, *self.where_said(message), message.id, time.time()),
+            )
+            where, key = self._conversation(bot, message.place)
+            await db.execute(f"DELETE FROM summaries WHERE {where}", key)
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    async def turn(self, turn_id: int) -> StoredTurn | None:
-        async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM turns WHERE id = ? AND role != 'reset'",
-            (turn_id,),
+    async def turn(self, turn_id: int, scope: Scope) -> StoredTurn | None:
+        in_scope, allowed = scope.where()
+        async with self.db.execute(
+            f"SELECT {_COLUMNS} FROM turns WHERE id = ? AND role != 'reset' AND {in_scope}",
+            (turn_id, *allowed),
         ) as cursor:
             row = await cursor.fetchone()
-        return _turn(row) if row else None
+        return self._turn(row) if row else None
+
+    async def last_answer(
+        self, bot: str, place: Place, scope: Scope, user_key: str
+    ) -> StoredTurn | None:
+        """The bot's latest reply to ``user_key`` in ``place``."""
+        where, key = self._conversation(bot, place)
+        in_scope, allowed = scope.where()
+        async with self.db.execute(
+            f"SELECT {_COLUMNS} FROM turns WHERE {where} AND {in_scope} AND role = 'assistant'"
+            " AND user_key = ? ORDER BY id DESC LIMIT 1",
+            (*key, *allowed, user_key),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return self._turn(row) if row else None
+
+    def _turn(self, row: sqlite3.Row) -> StoredTurn:
+        turn_id, role, user_key, name, text, created, context, recalled, summary = row
+        open_ = self.privacy.cipher.open
+        return StoredTurn(
+            id=turn_id,
+            role=Role(role),
+            user_key=user_key,
+            display_name=open_(name),
+            text=open_(text),
+            created_at=created,
+            context=tuple(json.loads(context)) if context else (),
+            recalled=tuple(json.loads(recalled)) if recalled else (),
+            summary=summary,
+        )
 
 
-_COLUMNS = "id, role, user_id, display_name, text, created_at, context"
-
-
-def _turn(row: sqlite3.Row) -> StoredTurn:
-    turn_id, role, user_id, name, text, created, context = row
-    return StoredTurn(
-        id=turn_id,
-        role=Role(role),
-        user_id=user_id,
-        display_name=name,
-        text=text,
-        created_at=created,
-        context=tuple(json.loads(context)) if context else (),
-    )
+_PLACE_COLUMNS = "bot, platform, workspace, channel, thread, private, user_key"
+_COLUMNS = "id, role, user_key, display_name, text, created_at, context, recalled, summary"

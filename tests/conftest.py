@@ -12,6 +12,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from core.bot import Bot
 from core.generation.fake import FakeGenerator
+from core.memory import FakeEmbedder
+from core.privacy import Cipher, Privacy, Pseudonymizer
 from core.settings import PROJECT_BOTS_DIR, BotProfile, Settings, load_profile
 
 
@@ -37,5 +39,12 @@ def fake() -> FakeGenerator:
 
 @pytest.fixture
 async def bot(settings: Settings, profile: BotProfile, fake: FakeGenerator) -> AsyncIterator[Bot]:
-    async with await Bot.open(settings, profile, generator=fake) as running:
+    async with await Bot.open(
+        settings, profile, generator=fake, embedder=FakeEmbedder()
+    ) as running:
         yield running
+
+
+@pytest.fixture
+def privacy() -> Privacy:
+    return Privacy(Pseudonymizer(b"test-key-0123456789"), Cipher())

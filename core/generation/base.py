@@ -24,6 +24,8 @@ class Generator(abc.ABC):
     context_window: int = 2048
     per_message_overhead: int = 4
     """Template tokens around each message (role markers, separators)."""
+    remote: bool = False
+    """True when prompts leave this machine (then personal data is redacted first)."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Load weights or open connections; called once before use."""

@@ -30,6 +30,7 @@ CHARS_PER_TOKEN = 3.0
 
 class OpenAIGenerator(Generator):
     name = "openai"
+    remote = True
 
     def __init__(
         self,

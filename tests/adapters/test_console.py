@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from adapters import console
+from core import testing
 from core.bot import Bot
 from core.types import PlaceKind, Reply
 
@@ -38,11 +39,7 @@ async def test_interactive_session_ends_on_eof(bot: Bot, monkeypatch: pytest.Mon
     monkeypatch.setattr(sys, "stdin", io.StringIO("one\n"))
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     await console.interactive(bot, user="alice", channel="lounge")
-    turns = await bot.store.recent_turns(
-        "companion",
-        console.make_message("", user="alice", channel="lounge").place.conversation,
-        limit=5,
-    )
+    turns = await testing.history(bot, console.make_message("", user="alice", channel="lounge"))
     assert [t.text for t in turns] == ["one", "echo: alice: one"]
 
 

@@ -17,6 +17,7 @@ from core.adapter import CollectingChannel
 from core.bot import Bot
 from core.errors import BackendError
 from core.generation.openai_engine import OpenAIGenerator
+from core.memory import FakeEmbedder
 from core.settings import BotProfile, GenerationSettings, Settings
 from core.types import ChatMessage, Role
 
@@ -131,7 +132,7 @@ async def test_a_bot_on_a_dead_server_apologises_and_keeps_serving(
             )
         }
     )
-    async with await Bot.open(settings, remote) as bot:
+    async with await Bot.open(settings, remote, embedder=FakeEmbedder()) as bot:
         assert isinstance(bot.generator, OpenAIGenerator)
         ok = await bot.handle(make_message("hi", user="a"), CollectingChannel())
         assert ok.reply is not None and ok.reply.text == "Hello there!"

