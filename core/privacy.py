@@ -107,6 +107,7 @@ class Cipher:
 
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 _PHONE = re.compile(r"(?<![\w+])\+?\d[\d ()./-]{6,18}\d\b")
 
 
@@ -131,6 +132,8 @@ def redact(text: str) -> str:
     text = _CARD.sub(card, text)
 
     def phone(match: re.Match[str]) -> str:
+        if _DATE.fullmatch(match.group()):
+            return match.group()
         digits = re.sub(r"\D", "", match.group())
         return "[phone number]" if 7 <= len(digits) <= 15 else match.group()
 
