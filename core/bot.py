@@ -77,7 +77,11 @@ class Bot:
         if embedder is None and profile.memory.enabled:
             embedder = SentenceEmbedder(settings.embedding_model)
         try:
-            await asyncio.gather(generator.start(), *([embedder.start()] if embedder else []))
+            # One after the other: loading two transformers models at once in two threads
+            # races on process-wide state the loaders patch (default dtype, weight init).
+            await generator.start()
+            if embedder is not None:
+                await embedder.start()
         except BaseException:
             await store.close()
             raise

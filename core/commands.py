@@ -122,8 +122,10 @@ async def _forget(turn: Turn, args: str) -> str:
     deleted = await userdata.forget(turn.bot.store, turn.bot.memory, *_owner(turn))
     turn.keep = False  # this very message must not be stored again afterwards
     total = sum(deleted.values())
-    return (f"Done: I erased everything I kept about you ({total} records). "
-            "I remember nothing of you now.")
+    return (
+        f"Done: I erased everything I kept about you ({total} records). "
+        "I remember nothing of you now."
+    )
 
 
 async def _optout(turn: Turn, args: str) -> str:

@@ -48,13 +48,16 @@ def budget_for(generator: Generator, budget_tokens: int, max_new_tokens: int) ->
     return max(0, min(budget_tokens, generator.context_window - max_new_tokens))
 
 
-def _system(persona: str, summary: str | None, memories: Sequence[Remembered]) -> ChatMessage:
+def _system(
+    persona: str, summary: str | None, memories: Sequence[Remembered], group: bool
+) -> ChatMessage:
     parts = [persona.strip()]
     if summary:
         parts.append(f"Summary of the earlier conversation: {summary}")
     if memories:
         lines = "\n".join(f'- "{m.text}"' + (f" ({m.age})" if m.age else "") for m in memories)
-        parts.append(f"Things said in earlier conversations (use them only if they help):\n{lines}")
+        heading = "Earlier in this channel, people said" if group else "Earlier, the user told you"
+        parts.append(f"{heading} (use it when it helps you answer):\n{lines}")
     return ChatMessage(Role.SYSTEM, "\n\n".join(parts))
 
 
@@ -77,7 +80,7 @@ def build_context(
     take what is left. Whatever does not fit is left out whole.
     """
     new = ChatMessage(Role.USER, speaker_line(speaker_name, incoming, group))
-    cost = generator.count_tokens([_system(persona, None, ()), new])
+    cost = generator.count_tokens([_system(persona, None, (), group), new])
     if cost > budget:
         raise UserError(
             f"That message is too long for me to read in one go (about {cost} tokens "
@@ -116,7 +119,7 @@ def build_context(
     while True:
         while chosen and chosen[0][0].role is not Role.USER:
             chosen.pop(0)
-        system = _system(persona, kept_summary, kept_memories)
+        system = _system(persona, kept_summary, kept_memories, group)
         messages = (system, *(m for _, m in chosen), new)
         tokens = generator.count_tokens(messages)
         if tokens <= budget:

@@ -144,7 +144,7 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute_fetchall("PRAGMA journal_mode=WAL")
             await db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA secure_delete=ON")  # erased text is overwritten, not left
@@ -157,7 +157,7 @@ class Store:
         return store
 
     async def close(self) -> None:
-        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
         await self.db.close()
 
     @contextlib.asynccontextmanager

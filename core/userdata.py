@@ -133,9 +133,9 @@ async def forget(
 async def compact(store: Store) -> None:
     """Rewrite the database so deleted text survives in neither the file nor the WAL."""
     async with store._writing:
-        await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await store.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
         await store.db.execute("VACUUM")
-        await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await store.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 async def is_opted_out(store: Store, platform: str, user_key: str) -> bool:
@@ -159,7 +159,10 @@ async def set_opted_out(store: Store, platform: str, user_key: str, out: bool) -
 
 
 async def purge_older_than(store: Store, memory: LongTermMemory | None, days: float) -> int:
-    """Retention: delete everything older than ``days`` (0 keeps everything)."""
+    """Retention: delete everything older than ``days`` (0 keeps everything).
+
+    Returns the number of rows deleted directly (replies and memories that go with
+    an old message are deleted with it and not counted)."""
     if days <= 0:
         return 0
     cutoff = time.time() - days * 86400

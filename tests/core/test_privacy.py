@@ -17,7 +17,10 @@ from core.privacy import Cipher, Pseudonymizer, Scope, redact
         ("mail me at jo.doe+bot@example.co.uk please", "mail me at [email] please"),
         ("call +44 20 7946 0958 or (555) 123-4567", "call [phone number] or ([phone number]"),
         ("card 4111 1111 1111 1111 exp 12/29", "card [card number] exp 12/29"),
-        ("order 4111-1111-1111-1112 (not a card: fails Luhn)", "order 4111-1111-1111-1112 (not a card: fails Luhn)"),
+        (
+            "order 4111-1111-1111-1112 (not a card: fails Luhn)",
+            "order 4111-1111-1111-1112 (not a card: fails Luhn)",
+        ),
         ("due 03/05/2024 or 3.5.24", "due 03/05/2024 or 3.5.24"),
         ("born in 1990, 3 kids, room 12", "born in 1990, 3 kids, room 12"),
         ("the meeting is on 2024-05-03", "the meeting is on 2024-05-03"),
@@ -64,19 +67,23 @@ names = st.sampled_from(["a", "b", "c"])
 
 
 @given(
-    scope=st.builds(Scope, platform=names, private=st.booleans(), user_key=names,
-                    workspace=names, channel=names),
+    scope=st.builds(
+        Scope, platform=names, private=st.booleans(), user_key=names, workspace=names, channel=names
+    ),
     row=st.tuples(names, names, names, st.booleans(), names),
 )
-def test_admits_is_the_same_rule_as_where(scope: Scope, row: tuple[str, str, str, bool, str]
-                                          ) -> None:
+def test_admits_is_the_same_rule_as_where(
+    scope: Scope, row: tuple[str, str, str, bool, str]
+) -> None:
     import sqlite3
 
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE t (platform, workspace, channel, private, user_key)")
     platform, workspace, channel, private, user_key = row
-    db.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?)", (platform, workspace, channel,
-                                                        int(private), user_key))
+    db.execute(
+        "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
+        (platform, workspace, channel, int(private), user_key),
+    )
     where, params = scope.where()
     selected = db.execute(f"SELECT COUNT(*) FROM t WHERE {where}", params).fetchone()[0] == 1
     assert selected == scope.admits(platform, workspace, channel, private, user_key)

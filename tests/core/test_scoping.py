@@ -85,33 +85,47 @@ def test_nothing_crosses_a_scope(steps: list[tuple[str, str, str | None, str]]) 
 async def _run(steps: list[tuple[str, str, str | None, str]]) -> None:
     profile = load_profile(PROJECT_BOTS_DIR, "companion")
     # A tiny window, so that turns fall out of it into summaries and long-term memory.
-    small = profile.model_copy(update={
-        "context": profile.context.model_copy(update={"budget_tokens": 160}),
-        "memory": profile.memory.model_copy(update={
-            "min_similarity": -1.0, "top_k": 10, "summarize_after": 2, "budget_share": 0.5}),
-    })
+    small = profile.model_copy(
+        update={
+            "context": profile.context.model_copy(update={"budget_tokens": 160}),
+            "memory": profile.memory.model_copy(
+                update={
+                    "min_similarity": -1.0,
+                    "top_k": 10,
+                    "summarize_after": 2,
+                    "budget_share": 0.5,
+                }
+            ),
+        }
+    )
     generator = FakeGenerator(summarising_echo)
     history: list[Said] = []
     with tempfile.TemporaryDirectory() as folder:
         async with testing.open_bot(Path(folder), profile=small, generator=generator) as bot:
             for i, (platform, user, channel, kind) in enumerate(steps):
                 token = f"tok{i}x"
-                message = testing.message(text_for(kind, token), user=user, channel=channel,
-                                          platform=platform)
+                message = testing.message(
+                    text_for(kind, token), user=user, channel=channel, platform=platform
+                )
                 sink = CollectingChannel()
                 seen_before = len(generator.prompts)
                 await bot.handle(message, sink)
                 history.append(Said(token, platform, user, channel))
                 # Summary prompts run in the background and are checked where their
                 # result is shown: in the system prompt of later turns.
-                shown = [m.content for p in generator.prompts[seen_before:] for m in p
-                         if not p[0].content.startswith("Summarise")]
+                shown = [
+                    m.content
+                    for p in generator.prompts[seen_before:]
+                    for m in p
+                    if not p[0].content.startswith("Summarise")
+                ]
                 shown += [r.text for r in sink.replies]
                 for text in shown:
                     for found in TOKEN.findall(text):
                         said = next(s for s in history if s.token == found)
                         assert allowed(said, message), (
-                            f"{found} ({said}) leaked into {message.place} for {user}: {text!r}")
+                            f"{found} ({said}) leaked into {message.place} for {user}: {text!r}"
+                        )
                 await asyncio.sleep(0)  # let summaries fold in between turns
 
 
@@ -126,8 +140,11 @@ async def test_dm_facts_stay_in_the_dm(tmp_path: Path) -> None:
         alice_prompt = "\n".join(m.content for m in generator.prompts[-1])
         assert "Miso" in alice_prompt
 
-        for where in ({"user": "bob"}, {"user": "bob", "channel": "general"},
-                      {"user": "alice", "channel": "general"}):
+        for where in (
+            {"user": "bob"},
+            {"user": "bob", "channel": "general"},
+            {"user": "alice", "channel": "general"},
+        ):
             await testing.say(bot, "what is the cat called? cat", **where)
             prompt = "\n".join(m.content for m in generator.prompts[-1][:-1])
             assert "Miso" not in prompt and "Lisbon" not in prompt, where
