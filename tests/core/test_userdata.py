@@ -7,6 +7,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from core import testing, userdata
 from core.bot import Bot
 from core.generation.fake import FakeGenerator
@@ -148,7 +150,7 @@ async def test_encryption_at_rest(tmp_path: Path) -> None:
 
     key = Cipher.new_key()
     settings = Settings(
-        data_dir=tmp_path, bots_dir=PROJECT_BOTS_DIR, encryption_key=key, _env_file=None
+        data_dir=tmp_path, bots_dir=PROJECT_BOTS_DIR, encryption_key=SecretStr(key), _env_file=None
     )  # type: ignore[call-arg]
     async with testing.open_bot(tmp_path, settings=settings) as bot:
         await testing.say(bot, f"my name is Eve and I love {SECRET}", user="eve", name="Eve Q")
