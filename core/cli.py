@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core.errors import ConfigError
 from core.logs import setup_logging
-from core.settings import Settings, load_profile, load_settings
+from core.settings import BotProfile, Settings, load_profile, load_settings
 
 log = logging.getLogger("socialbot")
 
@@ -61,6 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(chat)
 
+    evaluate = commands.add_parser(
+        "eval", help="measure a part of the bot on a data set",
+        description="Measure a part of the bot on a data set and print the results as JSON.",
+    )
+    what = evaluate.add_subparsers(dest="what", metavar="WHAT", required=True)
+    memory = what.add_parser(
+        "memory", help="recall@k of long-term memory retrieval",
+        description="Store each conversation of a JSONL file as the memory of one scope, "
+        "retrieve for each question, and print recall@1/5/10/25 overall and per category "
+        "(the share of a question's evidence turns found in the top k). The format is "
+        "described in docs/memory.md.",
+    )
+    memory.add_argument("--data", required=True, type=Path, metavar="FILE.jsonl")
+    memory.add_argument("--k", type=int, default=10, help="turns per question in --predictions")
+    memory.add_argument("--predictions", type=Path, metavar="OUT.jsonl",
+                        help="write each question's retrieved turn ids here")
+    _common(memory)
+
     commands.add_parser(
         "keygen",
         help="print a new key for SOCIALBOT_ENCRYPTION_KEY",
@@ -87,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile = load_profile(settings.bots_dir, settings.bot)
         if args.command == "chat":
             return asyncio.run(_chat(settings, profile, args))
+        if args.command == "eval":
+            return asyncio.run(_eval(settings, profile, args))
     except ConfigError as error:
         print(f"socialbot: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -95,12 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(args.command)
 
 
-async def _chat(settings: Settings, profile: object, args: argparse.Namespace) -> int:
+async def _chat(settings: Settings, profile: BotProfile, args: argparse.Namespace) -> int:
     from adapters import console
     from core.bot import Bot
-    from core.settings import BotProfile
 
-    assert isinstance(profile, BotProfile)
     user = args.user or _login_name()
     async with await Bot.open(settings, profile) as bot:
         if args.message is None:
@@ -110,6 +128,26 @@ async def _chat(settings: Settings, profile: object, args: argparse.Namespace) -
     if result.reply is not None:
         print(result.reply.text)
     return EXIT_FAILED_TURN if result.reply is None or result.reply.failed else 0
+
+
+async def _eval(settings: Settings, profile: BotProfile, args: argparse.Namespace) -> int:
+    import json
+
+    from core.evaluation import evaluate_memory
+    from core.memory import SentenceEmbedder
+
+    if args.k < 1:
+        raise ConfigError("--k must be at least 1")
+    embedder = SentenceEmbedder(settings.embedding_model)
+    await embedder.start()
+    try:
+        result = await evaluate_memory(
+            args.data, embedder, k=args.k, settings=profile.memory, predictions=args.predictions
+        )
+    finally:
+        await embedder.close()
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def _login_name() -> str:

@@ -75,7 +75,10 @@ class SentenceEmbedder(Embedder):
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
 
     def _load(self) -> None:
+        import transformers
         from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()
 
         where = str(embedded_model_path()) if self.model_name == EMBEDDED else self.model_name
         try:

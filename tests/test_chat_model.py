@@ -6,6 +6,7 @@ Slow by nature (the first start converts the GGUF file, about 20 s); marked
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -155,3 +156,18 @@ async def test_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> 
     with pytest.raises(ModelNotFoundError, match="not a transformers model folder"):
         await generator.start()
     await generator.close()
+
+
+def test_eval_memory_command_with_the_real_embedder(tmp_path: Path) -> None:
+    tiny = Path(__file__).resolve().parent / "data" / "memory_eval_tiny.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "core", "eval", "memory", "--data", str(tiny), "--k", "3",
+         "--predictions", str(tmp_path / "p.jsonl")],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["questions"] == 3 and scores["recall@5"] == 1.0
+    assert scores["recall@1"] >= 2 / 3  # the turtle and Lisbon questions are unambiguous
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 4
