@@ -23,10 +23,12 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-STOP = set("""a an the i im i'm my me mine you your to of in on at for and or but is am are was
+STOP = set(
+    """a an the i im i'm my me mine you your to of in on at for and or but is am are was
 were be been being it its this that these those with as by from have has had do does did not no
 so very really just like love also about than then there here what who when where why how all
-any some one two get got go going can will would should could""".split())
+any some one two get got go going can will would should could""".split()
+)
 
 
 def words(text: str) -> set[str]:
@@ -49,19 +51,36 @@ def convert(rows: list[dict[str, str]], index: int, start: datetime) -> dict[str
         for i, line in enumerate(lines):
             speaker, _, text = line.partition(":")
             time = start + timedelta(days=7 * session, minutes=i)
-            turns.append({"id": f"c{index}-s{session}-t{i}", "speaker": speaker.strip(),
-                          "text": text.strip(), "session": session, "time": time.isoformat()})
+            turns.append(
+                {
+                    "id": f"c{index}-s{session}-t{i}",
+                    "speaker": speaker.strip(),
+                    "text": text.strip(),
+                    "session": session,
+                    "time": time.isoformat(),
+                }
+            )
         said = turns[first:]
         for speaker, column in (("User 1", "user 1 personas"), ("User 2", "user 2 personas")):
             for fact in filter(None, (f.strip() for f in row[column].splitlines())):
                 need = words(fact)
                 if not need:
                     continue
-                evidence = [t["id"] for t in said if t["speaker"] == speaker
-                            and len(need & words(str(t["text"]))) >= max(1, (len(need) + 1) // 2)]
+                evidence = [
+                    t["id"]
+                    for t in said
+                    if t["speaker"] == speaker
+                    and len(need & words(str(t["text"]))) >= max(1, (len(need) + 1) // 2)
+                ]
                 category = 3 if not evidence else (1 if len(evidence) == 1 else 2)
-                questions.append({"q": question_for(fact), "answer": fact,
-                                  "category": category, "evidence": evidence})
+                questions.append(
+                    {
+                        "q": question_for(fact),
+                        "answer": fact,
+                        "category": category,
+                        "evidence": evidence,
+                    }
+                )
     return {"id": f"spc-{index}", "turns": turns, "questions": questions}
 
 
@@ -77,7 +96,7 @@ def main() -> None:
         rows = list(csv.DictReader(source))
     with args.out.open("w") as out:
         for index in range(min(args.limit, len(rows) // args.sessions)):
-            chunk = rows[index * args.sessions:(index + 1) * args.sessions]
+            chunk = rows[index * args.sessions : (index + 1) * args.sessions]
             out.write(json.dumps(convert(chunk, index, start)) + "\n")
     print(f"wrote {index + 1} conversations to {args.out}")
 

@@ -62,12 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(chat)
 
     evaluate = commands.add_parser(
-        "eval", help="measure a part of the bot on a data set",
+        "eval",
+        help="measure a part of the bot on a data set",
         description="Measure a part of the bot on a data set and print the results as JSON.",
     )
     what = evaluate.add_subparsers(dest="what", metavar="WHAT", required=True)
     memory = what.add_parser(
-        "memory", help="recall@k of long-term memory retrieval",
+        "memory",
+        help="recall@k of long-term memory retrieval",
         description="Store each conversation of a JSONL file as the memory of one scope, "
         "retrieve for each question, and print recall@1/5/10/25 overall and per category "
         "(the share of a question's evidence turns found in the top k). The format is "
@@ -75,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     memory.add_argument("--data", required=True, type=Path, metavar="FILE.jsonl")
     memory.add_argument("--k", type=int, default=10, help="turns per question in --predictions")
-    memory.add_argument("--predictions", type=Path, metavar="OUT.jsonl",
-                        help="write each question's retrieved turn ids here")
+    memory.add_argument(
+        "--predictions",
+        type=Path,
+        metavar="OUT.jsonl",
+        help="write each question's retrieved turn ids here",
+    )
     _common(memory)
 
     commands.add_parser(

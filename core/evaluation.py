@@ -111,7 +111,8 @@ async def evaluate_memory(
                 times = [_timestamp(t.time, base + 86400 * t.session) for t in conversation.turns]
                 vectors = await embedder.embed([t.text for t in conversation.turns])
                 ids = await memory.add_many(
-                    message, [(t.text, times[i], None) for i, t in enumerate(conversation.turns)],
+                    message,
+                    [(t.text, times[i], None) for i, t in enumerate(conversation.turns)],
                     vectors,
                 )
                 turn_of = dict(zip(ids, (t.id for t in conversation.turns), strict=True))
@@ -120,17 +121,28 @@ async def evaluate_memory(
                 for question, vector in zip(conversation.questions, questions, strict=True):
                     started = time.perf_counter()
                     found = await memory.search(
-                        scope, vector, k=depth, min_similarity=-1.0,
-                        half_life_days=settings.recency_half_life_days, now=now,
+                        scope,
+                        vector,
+                        k=depth,
+                        min_similarity=-1.0,
+                        half_life_days=settings.recency_half_life_days,
+                        now=now,
                     )
                     search_ms.append((time.perf_counter() - started) * 1000)
                     ranked = [turn_of[m.id] for m in found]
                     if out:
-                        out.write(json.dumps({
-                            "conversation": conversation.id, "q": question.q,
-                            "category": question.category, "evidence": question.evidence,
-                            "retrieved": ranked[:k],
-                        }) + "\n")
+                        out.write(
+                            json.dumps(
+                                {
+                                    "conversation": conversation.id,
+                                    "q": question.q,
+                                    "category": question.category,
+                                    "evidence": question.evidence,
+                                    "retrieved": ranked[:k],
+                                }
+                            )
+                            + "\n"
+                        )
                     evidence = set(question.evidence)
                     if not evidence:
                         unscored += 1

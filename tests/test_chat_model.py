@@ -161,9 +161,23 @@ async def test_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> 
 def test_eval_memory_command_with_the_real_embedder(tmp_path: Path) -> None:
     tiny = Path(__file__).resolve().parent / "data" / "memory_eval_tiny.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "core", "eval", "memory", "--data", str(tiny), "--k", "3",
-         "--predictions", str(tmp_path / "p.jsonl")],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "eval",
+            "memory",
+            "--data",
+            str(tiny),
+            "--k",
+            "3",
+            "--predictions",
+            str(tmp_path / "p.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr

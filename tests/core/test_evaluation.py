@@ -20,7 +20,12 @@ async def test_recall_per_k_and_category(tmp_path: Path) -> None:
     assert result["recall@1"] == pytest.approx((1 + 0.5 + 1) / 3, abs=1e-4)
     assert result["recall@5"] == 1.0 and result["recall@25"] == 1.0
     assert result["per_category"]["1"] == {
-        "questions": 2, "recall@1": 1.0, "recall@5": 1.0, "recall@10": 1.0, "recall@25": 1.0}
+        "questions": 2,
+        "recall@1": 1.0,
+        "recall@5": 1.0,
+        "recall@10": 1.0,
+        "recall@25": 1.0,
+    }
     assert result["per_category"]["2"]["recall@1"] == 0.5
     assert "3" not in result["per_category"]  # no evidence: not scored
     lines = [json.loads(line) for line in predictions.read_text().splitlines()]
