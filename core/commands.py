@@ -120,7 +120,6 @@ async def _forget(turn: Turn, args: str) -> str:
             "It cannot be undone. To go ahead, send: /forget confirm"
         )
     deleted = await userdata.forget(turn.bot.store, turn.bot.memory, *_owner(turn))
-    turn.keep = False  # this very message must not be stored again afterwards
     total = sum(deleted.values())
     return (
         f"Done: I erased everything I kept about you ({total} records). "
@@ -130,7 +129,6 @@ async def _forget(turn: Turn, args: str) -> str:
 
 async def _optout(turn: Turn, args: str) -> str:
     await userdata.set_opted_out(turn.bot.store, *_owner(turn), True)
-    turn.keep = False
     return (
         "You're opted out: I'll still answer you, but I won't store anything you say. "
         "What I kept before stays until you /forget it. /optin to undo."

@@ -172,6 +172,13 @@ class Store:
                 raise
             await self.db.execute("COMMIT")
 
+    async def compact(self) -> None:
+        """Rewrite the database so deleted text survives in neither the file nor the WAL."""
+        async with self._writing:
+            await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self.db.execute("VACUUM")
+            await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+
     async def schema_version(self) -> int:
         async with self.db.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()

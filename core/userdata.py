@@ -123,19 +123,11 @@ async def forget(
         for table in ("summaries", "facts", "memories", "turns", "optouts"):
             cursor = await db.execute(f"DELETE FROM {table} WHERE {where}", params)
             deleted[table] = deleted.get(table, 0) + cursor.rowcount
-    await compact(store)
+    await store.compact()
     if memory is not None:
         memory.invalidate()
     log.info("erased a user's data on %s: %s", platform, json.dumps(deleted))
     return deleted
-
-
-async def compact(store: Store) -> None:
-    """Rewrite the database so deleted text survives in neither the file nor the WAL."""
-    async with store._writing:
-        await store.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
-        await store.db.execute("VACUUM")
-        await store.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 async def is_opted_out(store: Store, platform: str, user_key: str) -> bool:
@@ -177,7 +169,7 @@ async def purge_older_than(store: Store, memory: LongTermMemory | None, days: fl
             cursor = await db.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,))
             total += cursor.rowcount
     if total:
-        await compact(store)
+        await store.compact()
         if memory is not None:
             memory.invalidate()
         log.info("retention: deleted %d rows older than %g days", total, days)

@@ -185,3 +185,40 @@ def test_eval_memory_command_with_the_real_embedder(tmp_path: Path) -> None:
     assert scores["questions"] == 3 and scores["recall@5"] == 1.0
     assert scores["recall@1"] >= 2 / 3  # the turtle and Lisbon questions are unambiguous
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 4
+
+
+def test_alice_dm_fact_is_hers_alone_through_the_cli(tmp_path: Path, model_cache: Path) -> None:
+    """The memory issue's acceptance path, with the real model and embedder, one process a call."""
+    data = tmp_path / "data"
+    fact = "My sister Rosalind lives in Reykjavik."
+
+    def say(user: str, text: str, channel: str | None = None) -> str:
+        extra = ["--channel", channel] if channel else []
+        result = chat(data, model_cache, "--user", user, *extra, "--message", text)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    say("alice", fact)
+    say("alice", "/reset")  # out of the window: only long-term memory can bring it back
+    say("alice", "Where does my sister Rosalind live?")
+    say("bob", "Where does Rosalind live?")
+    say("bob", "Where does Rosalind live?", channel="general")
+    with sqlite3.connect(data / "socialbot.db") as db:
+        (fact_memory,) = db.execute("SELECT id FROM memories WHERE text = ?", (fact,)).fetchone()
+        replies = db.execute(
+            "SELECT user_key, channel, recalled FROM turns WHERE role = 'assistant' ORDER BY id"
+        ).fetchall()
+    alice_key = replies[0][0]
+    recalled = [(key, json.loads(ids)) for key, _, ids in replies]
+    assert fact_memory in recalled[1][1]  # alice's later DM recalled it
+    assert all(fact_memory not in ids for key, ids in recalled if key != alice_key)
+    why = say("alice", "/why")
+    assert fact in why
+
+    exported = json.loads(say("alice", "/export"))
+    assert fact in [m["text"] for m in exported["memories"]]
+    assert fact not in say("bob", "/export")
+
+    assert "erased" in say("alice", "/forget confirm")
+    for path in data.glob("socialbot.db*"):
+        assert b"Rosalind lives in Reykjavik" not in path.read_bytes(), path.name

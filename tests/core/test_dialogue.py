@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.dialogue import budget_for, build_context
+from core.dialogue import Remembered, budget_for, build_context
 from core.errors import UserError
 from core.generation.fake import FakeGenerator
 from core.storage import StoredTurn
@@ -115,3 +115,39 @@ def test_the_prompt_never_exceeds_the_budget(texts: list[str], incoming: str, bu
         assert turns[ids[0] - 1].role is Role.USER
         kept = [m.content for m in context.messages[1:-1]]
         assert kept == [turns[i - 1].text for i in ids]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(st.text(alphabet="ab ", min_size=1, max_size=60), max_size=30),
+    memories=st.lists(st.text(alphabet="cd ", min_size=1, max_size=80), max_size=10),
+    summary=st.none() | st.text(alphabet="ef ", min_size=1, max_size=200),
+    budget=st.integers(min_value=30, max_value=400),
+    share=st.floats(min_value=0.0, max_value=0.9),
+)
+def test_summary_and_memories_stay_within_the_budget(
+    texts: list[str], memories: list[str], summary: str | None, budget: int, share: float
+) -> None:
+    offered = [Remembered(i, text) for i, text in enumerate(memories)]
+    try:
+        context = build_context(
+            GEN,
+            persona="be kind",
+            history=history(*texts),
+            incoming="hi",
+            budget=budget,
+            summary=summary,
+            memories=offered,
+            memory_budget=int(budget * share),
+        )
+    except UserError:
+        return
+    assert context.tokens <= budget
+    assert context.tokens == GEN.count_tokens(context.messages)
+    # memories kept are a prefix of the offered ones (most relevant first), whole
+    kept = list(context.memory_ids)
+    assert kept == list(range(len(kept)))
+    system = context.messages[0].content
+    for i in kept:
+        assert f'"{memories[i]}"' in system
+    assert (summary is not None and f"conversation: {summary}" in system) == context.summary_used

@@ -142,8 +142,11 @@ async def test_a_bot_on_a_dead_server_apologises_and_keeps_serving(
         server.status = 200
         again = await bot.handle(make_message("hi again", user="b"), CollectingChannel())
         assert again.reply is not None and again.reply.text == "Hello there!"
+        await bot.handle(make_message("mail me: b@example.org", user="c"), CollectingChannel())
+        assert "b@example.org" not in json.dumps(server.requests[-1])
+        assert "mail me: [email]" in json.dumps(server.requests[-1])
         # b's first message was kept although it was never answered
-        assert [m["content"] for m in server.requests[-1]["messages"][1:]] == ["hi", "hi again"]
+        assert [m["content"] for m in server.requests[-2]["messages"][1:]] == ["hi", "hi again"]
 
 
 def test_token_estimate_is_conservative() -> None:

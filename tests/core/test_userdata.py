@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -13,6 +15,7 @@ from core import testing, userdata
 from core.bot import Bot
 from core.generation.fake import FakeGenerator
 from core.settings import PROJECT_BOTS_DIR, Settings
+from core.types import ChatMessage
 
 SECRET = "zebra-lasagna-4242"
 
@@ -186,3 +189,34 @@ async def test_retention_purges_old_data(tmp_path: Path) -> None:
         texts = [t.text for t in await testing.history(bot, testing.message("", user="fay"))]
     assert deleted > 0 and texts == ["fresh news", "echo: fresh news"]
     assert scan(tmp_path, "old news") == []
+
+
+async def test_old_turns_fold_into_a_summary(tmp_path: Path) -> None:
+    from core.settings import load_profile
+
+    profile = load_profile(PROJECT_BOTS_DIR, "companion")
+    small = profile.model_copy(
+        update={
+            "context": profile.context.model_copy(update={"budget_tokens": 200}),
+            "memory": profile.memory.model_copy(update={"summarize_after": 4}),
+        }
+    )
+
+    def script(messages: Sequence[ChatMessage]) -> str:
+        if messages[0].content.startswith("Summarise"):
+            return "Gus talked about his garden and tomatoes."
+        return "ok"
+
+    generator = FakeGenerator(script)
+    async with testing.open_bot(tmp_path, profile=small, generator=generator) as bot:
+        for i in range(12):
+            await testing.say(
+                bot, f"message number {i} about my garden " + "word " * 10, user="gus"
+            )
+            await asyncio.sleep(0)
+        await testing.say(bot, "and now?", user="gus")
+        system = generator.prompts[-1][0].content
+        data = json.loads(await text_of(bot, "/export", user="gus"))
+    assert "Summary of the earlier conversation: Gus talked about his garden" in system
+    assert data["summaries"] and data["summaries"][0]["private"] is True
+    assert any(p[0].content.startswith("Summarise") for p in generator.prompts)
