@@ -58,7 +58,7 @@ def test_pseudonyms_are_stable_keyed_and_per_platform(tmp_path: Path) -> None:
     assert made("discord", "42") == again("discord", "42")
     assert made("discord", "42") != made("telegram", "42")
     assert made("discord", "42") != Pseudonymizer(b"another key of 16+ b")("discord", "42")
-    assert "42" not in made("discord", "42")
+    assert "user-42" not in made("discord", "user-42")  # non-hex: cannot occur by chance
     with pytest.raises(ConfigError, match="PSEUDONYM_KEY"):
         Pseudonymizer(b"short")
 
