@@ -149,10 +149,10 @@ class TransformersGenerator(Generator):
         emit: Any,
         cancel: threading.Event,
     ) -> None:
+        """On the worker thread: generate, handing each piece (or the error) to ``emit``."""
         try:
-            if cancel.is_set():
-                return
-            self._generate_blocking(messages, params, emit, cancel)
+            if not cancel.is_set():
+                self._generate_blocking(messages, params, emit, cancel)
         except BaseException as error:  # handed to the event loop, which raises it
             emit(error)
         finally:
