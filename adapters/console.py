@@ -56,6 +56,8 @@ class TerminalChannel:
         self.out.flush()
 
     async def send(self, reply: Reply) -> None:
+        if reply.reaction:
+            self.out.write(f"  [{reply.reaction}]")
         if self.streamed and not reply.failed:
             self.out.write("\n")
         else:

@@ -14,6 +14,10 @@ from typing import Any
 
 from core import pipeline, userdata
 from core.adapter import ReplyChannel
+from core.emotion.classifier import WEIGHTS
+from core.emotion.history import EmotionHistory
+from core.emotion.reader import Batcher, EmotionReader
+from core.errors import ModelNotFoundError
 from core.facts import Profiles
 from core.generation.base import Generator, create_generator
 from core.memory import Embedder, LongTermMemory, SentenceEmbedder
@@ -46,6 +50,7 @@ class Bot:
         store: Store,
         generator: Generator,
         embedder: Embedder | None = None,
+        emotions: EmotionReader | None = None,
     ) -> None:
         self.settings = settings
         self.profile = profile
@@ -54,6 +59,8 @@ class Bot:
         self.memory = LongTermMemory(store, embedder) if embedder is not None else None
         self.profiles = Profiles(store)
         self.summaries = Summaries(store)
+        self.emotions = Batcher(emotions) if emotions is not None else None
+        self.emotion_history = EmotionHistory(store)
         self._order = KeyedSerializer()
         self._background: set[asyncio.Task[Any]] = set()
         self._folding: set[ConversationKey] = set()
@@ -68,24 +75,35 @@ class Bot:
         *,
         generator: Generator | None = None,
         embedder: Embedder | None = None,
+        emotions: EmotionReader | None = None,
     ) -> Bot:
-        """Open storage and start the generator and embedder (the profile's unless given)."""
+        """Open storage and start the models: the profile's, unless they are given."""
         store = await Store.open(
             settings.database_path, privacy_from(settings), synchronous=settings.db_synchronous
         )
         generator = generator or create_generator(profile, settings)
         if embedder is None and profile.memory.enabled:
             embedder = SentenceEmbedder(settings.embedding_model)
+        if emotions is None and profile.emotion.enabled:
+            from core.emotion.classifier import EmotionClassifier
+
+            emotions = EmotionClassifier(settings.emotion_weights or WEIGHTS)
         try:
             # One after the other: loading two transformers models at once in two threads
             # races on process-wide state the loaders patch (default dtype, weight init).
-            await generator.start()
-            if embedder is not None:
-                await embedder.start()
+            for model in (generator, embedder):
+                if model is not None:
+                    await model.start()
+            if emotions is not None:
+                try:
+                    await emotions.start()
+                except ModelNotFoundError as error:  # optional: the bot works without it
+                    log.warning("emotion reading is off: %s", error)
+                    emotions = None
         except BaseException:
             await store.close()
             raise
-        bot = cls(settings, profile, store, generator, embedder)
+        bot = cls(settings, profile, store, generator, embedder, emotions)
         await userdata.purge_older_than(store, bot.memory, profile.privacy.retention_days)
         if profile.privacy.retention_days > 0:
             bot._retention = bot.spawn(bot._retention_loop())
@@ -158,6 +176,8 @@ class Bot:
             await self.generator.close()
             if self.memory is not None:
                 await self.memory.embedder.close()
+            if self.emotions is not None:
+                await self.emotions.reader.close()
         finally:
             await self.store.close()
 

@@ -85,6 +85,60 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(memory)
 
+    emotion_eval = what.add_parser(
+        "emotion",
+        help="accuracy and F1 of the emotion classifier",
+        description="Read lines `text<TAB>label[,label...]` (label names) and print accuracy "
+        "(exact match of the label set), macro- and micro-F1 and per-label F1 as JSON.",
+    )
+    emotion_eval.add_argument("--data", required=True, type=Path, metavar="FILE.tsv")
+    emotion_eval.add_argument(
+        "--labels",
+        choices=["goemotions", "ekman"],
+        default="goemotions",
+        help="score the 28 labels, or Ekman's 6 + neutral",
+    )
+    emotion_eval.add_argument("--weights", type=Path, help="classifier weights folder")
+
+    emotion = commands.add_parser(
+        "emotion",
+        help="read the emotion of a text",
+        description="Print the emotion reading of TEXT as JSON: label probabilities, the "
+        "labels over their thresholds, the Ekman group, valence and arousal.",
+    )
+    emotion.add_argument("text", metavar="TEXT")
+    emotion.add_argument("--weights", type=Path, help="classifier weights folder")
+
+    train = commands.add_parser("train", help="fine-tune a model")
+    train_what = train.add_subparsers(dest="what", metavar="WHAT", required=True)
+    train_emotion = train_what.add_parser(
+        "emotion",
+        help="fine-tune the emotion classifier on GoEmotions",
+        description="LoRA fine-tuning of all-MiniLM-L6-v2 with a 28-label head. Resumes from "
+        "OUT/checkpoint.pt if present. Uses a GPU when one is available.",
+    )
+    default_data = Path(__file__).resolve().parent.parent / "data" / "goemotions"
+    train_emotion.add_argument(
+        "--data",
+        type=Path,
+        default=default_data,
+        help="folder with train.tsv, dev.tsv (and test.tsv)",
+    )
+    train_emotion.add_argument("--out", type=Path, required=True, help="output folder")
+    for name, kind, default, text in (
+        ("--epochs", int, 4, "most epochs"),
+        ("--lr", float, 5e-4, "peak learning rate"),
+        ("--batch-size", int, 32, "texts per step"),
+        ("--seed", int, 13, "random seed"),
+        ("--max-length", int, 64, "tokens per text"),
+        ("--patience", int, 2, "epochs without dev improvement before stopping"),
+        ("--lora-r", int, 16, "LoRA rank"),
+        ("--checkpoint-every", int, 200, "steps between checkpoints"),
+        ("--limit", int, None, "use only the first N rows of each split (for trials)"),
+    ):
+        train_emotion.add_argument(name, type=kind, default=default, help=text)
+    train_emotion.add_argument("--no-resume", dest="resume", action="store_false")
+
     commands.add_parser(
         "keygen",
         help="print a new key for SOCIALBOT_ENCRYPTION_KEY",
@@ -101,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(Cipher.new_key())
         return 0
+    if args.command in ("emotion", "train") or (args.command == "eval" and args.what == "emotion"):
+        return _emotion_commands(args)
     try:
         settings = load_settings(data_dir=args.data_dir, bot=args.bot)
         if args.verbose:
@@ -154,6 +210,55 @@ async def _eval(settings: Settings, profile: BotProfile, args: argparse.Namespac
         await embedder.close()
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _emotion_commands(args: argparse.Namespace) -> int:
+    """Commands that need neither settings nor a bot profile."""
+    import json
+
+    setup_logging("WARNING")
+    try:
+        if args.command == "train":
+            from core.emotion.training import TrainConfig, train
+
+            options = {
+                k: getattr(args, k)
+                for k in (
+                    "data",
+                    "out",
+                    "epochs",
+                    "lr",
+                    "batch_size",
+                    "seed",
+                    "max_length",
+                    "patience",
+                    "lora_r",
+                    "checkpoint_every",
+                    "limit",
+                    "resume",
+                )
+            }
+            report = train(TrainConfig(**options))
+            print(
+                json.dumps(
+                    {k: report[k] for k in ("best_epoch", "dev_tuned", "test") if k in report},
+                    indent=2,
+                )
+            )
+            return 0
+        from core.emotion.classifier import WEIGHTS, EmotionClassifier
+
+        classifier = EmotionClassifier(args.weights or WEIGHTS)
+        if args.command == "emotion":
+            print(json.dumps(classifier.read_now([args.text])[0].as_dict()))
+            return 0
+        from core.emotion.scoring import evaluate_file
+
+        print(json.dumps(evaluate_file(classifier, args.data, args.labels), indent=2))
+        return 0
+    except ConfigError as error:
+        print(f"socialbot: {error}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _login_name() -> str:

@@ -87,7 +87,8 @@ async def _privacy(turn: Turn, args: str) -> str:
         "What I keep about you, and where:",
         f"- {counts['turns']} messages (yours, and my replies to you), "
         f"{counts['memories']} memories, {counts['facts']} profile facts, "
-        f"{counts['summaries']} summaries of our direct messages.",
+        f"{counts['summaries']} summaries of our direct messages, "
+        f"{counts['emotions']} emotion readings of your messages.",
         f"- Kept {keep}, in this bot's own database on its operator's machine.",
         "- What you say in a direct message is only ever used in your direct messages; "
         "what you say in a group channel is used only in that channel and in your DMs.",
@@ -147,6 +148,14 @@ async def _why(turn: Turn, args: str) -> str:
     if answer is None:
         return "I haven't answered you here yet (or I was told not to keep anything)."
     lines = [f'My last answer to you here was: "{_clip(answer.text)}"', "It was based on:"]
+    asked = await bot.store.turn(answer.answers, scope) if answer.answers else None
+    reading = await bot.emotion_history.for_turn(scope, asked.id) if asked else None
+    if reading is not None:
+        felt = ", ".join(f"{name} {p:.0%}" for name, p in reading.labels.items())
+        lines.append(
+            f"- how your message read to me: {reading.ekman} ({felt}; "
+            f"valence {reading.valence:+.2f}, arousal {reading.arousal:.2f})"
+        )
     lines.append(f"- {len(answer.context)} earlier messages of this conversation")
     if answer.summary is not None:
         lines.append("- the summary of our earlier conversation")

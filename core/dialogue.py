@@ -49,9 +49,15 @@ def budget_for(generator: Generator, budget_tokens: int, max_new_tokens: int) ->
 
 
 def _system(
-    persona: str, summary: str | None, memories: Sequence[Remembered], group: bool
+    persona: str,
+    summary: str | None,
+    memories: Sequence[Remembered],
+    group: bool,
+    guidance: str = "",
 ) -> ChatMessage:
     parts = [persona.strip()]
+    if guidance:
+        parts.append(guidance)
     if summary:
         parts.append(f"Summary of the earlier conversation: {summary}")
     if memories:
@@ -73,14 +79,15 @@ def build_context(
     summary: str | None = None,
     memories: Sequence[Remembered] = (),
     memory_budget: int = 0,
+    guidance: str = "",
 ) -> Context:
-    """Fit persona, summary, memories, recent ``history`` (oldest first) and ``incoming``.
+    """Fit persona (and ``guidance``), summary, memories, recent ``history`` and ``incoming``.
 
     The summary and memories get at most ``memory_budget`` tokens; recent turns
     take what is left. Whatever does not fit is left out whole.
     """
     new = ChatMessage(Role.USER, speaker_line(speaker_name, incoming, group))
-    cost = generator.count_tokens([_system(persona, None, (), group), new])
+    cost = generator.count_tokens([_system(persona, None, (), group, guidance), new])
     if cost > budget:
         raise UserError(
             f"That message is too long for me to read in one go (about {cost} tokens "
@@ -119,7 +126,7 @@ def build_context(
     while True:
         while chosen and chosen[0][0].role is not Role.USER:
             chosen.pop(0)
-        system = _system(persona, kept_summary, kept_memories, group)
+        system = _system(persona, kept_summary, kept_memories, group, guidance)
         messages = (system, *(m for _, m in chosen), new)
         tokens = generator.count_tokens(messages)
         if tokens <= budget:

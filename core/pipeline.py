@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING
 from core import commands, facts, userdata
 from core.adapter import ReplyChannel
 from core.dialogue import Context, Remembered, budget_for, build_context
+from core.emotion import policy
+from core.emotion.labels import Reading
+from core.emotion.policy import Decision
 from core.errors import BackendError, UserError
 from core.memory import Vectors
 from core.privacy import Scope, redact
@@ -59,6 +62,9 @@ class Turn:
     keep: bool = True
     """False while the speaker has opted out: nothing of theirs is stored."""
     text: str = ""
+    emotion: Reading | None = None
+    """The emotion read from the message (perceive), for the policy and for plugins."""
+    decision: Decision | None = None
     vector: Vectors | None = None
     summary: Summary | None = None
     context: Context | None = None
@@ -113,11 +119,13 @@ async def route(turn: Turn) -> None:
 
 
 async def perceive(turn: Turn) -> None:
-    """Read the message: normalise its text and embed it for memory."""
+    """Read the message: normalise its text, read its emotion, embed it for memory."""
     text = unicodedata.normalize("NFC", turn.message.text)
     turn.text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc").strip()
     if not turn.text:
         raise EndTurn("nothing but control characters")
+    if turn.bot.emotions is not None:
+        turn.emotion = await turn.bot.emotions.read_one(turn.text)
     if turn.bot.memory is not None:
         turn.vector = (await turn.bot.memory.embedder.embed([turn.text]))[0]
 
@@ -133,6 +141,8 @@ async def recall(turn: Turn) -> None:
     )
     if profile.memory.summarize:
         turn.summary = await bot.summaries.current(profile.name, message, scope)
+    trajectory = await bot.emotion_history.trajectory(scope, turn.user_key)
+    turn.decision = policy.decide(turn.emotion, trajectory, profile.generation, profile.emotion)
     budget = budget_for(
         bot.generator, profile.context.budget_tokens, profile.generation.max_new_tokens
     )
@@ -147,6 +157,7 @@ async def recall(turn: Turn) -> None:
         speaker_name=message.speaker.display_name or message.speaker.user_id,
         summary=turn.summary.text if turn.summary else None,
         memory_budget=int(budget * profile.memory.budget_share),
+        guidance=turn.decision.guidance,
     )
     turn.context = build()
     if bot.memory is None or turn.vector is None or not profile.memory.top_k:
@@ -180,7 +191,8 @@ def _age(seconds: float) -> str:
 async def respond(turn: Turn) -> None:
     """Generate the reply, streaming pieces to the channel; a failing backend gets an apology."""
     bot = turn.bot
-    assert turn.context is not None
+    assert turn.context is not None and turn.decision is not None
+    params = turn.decision.params
     await turn.channel.typing()
     messages = turn.context.messages
     if bot.generator.remote and bot.store.privacy.redact_remote:
@@ -188,7 +200,7 @@ async def respond(turn: Turn) -> None:
     pieces: list[str] = []
     try:
         async with asyncio.timeout(bot.profile.model.timeout_s):
-            async for piece in bot.generator.stream(messages, bot.profile.generation):
+            async for piece in bot.generator.stream(messages, params):
                 pieces.append(piece)
                 await turn.channel.stream(piece)
     except BackendError as error:
@@ -240,6 +252,8 @@ async def remember(turn: Turn) -> None:
     user_turn = turn.stored[0]
     if bot.memory is not None and turn.vector is not None:
         await bot.memory.add(message, turn.text, turn.vector, turn_id=user_turn)
+    if turn.emotion is not None:
+        await bot.emotion_history.add(message, turn.emotion, user_turn)
     await bot.profiles.add(
         message, facts.extract(bot.store.privacy.for_storage(turn.text)), user_turn
     )
@@ -247,9 +261,15 @@ async def remember(turn: Turn) -> None:
         bot.fold_later(message, turn.scope, window_start=context.turn_ids[0])
 
 
+def _reply(turn: Turn) -> Reply:
+    reaction = turn.decision.reaction if turn.decision and not turn.failed else ""
+    return Reply(
+        turn.reply, turn.message.place, turn.message.id, failed=turn.failed, reaction=reaction
+    )
+
+
 async def send(turn: Turn) -> None:
-    reply = Reply(turn.reply, turn.message.place, turn.message.id, failed=turn.failed)
-    await turn.channel.send(reply)
+    await turn.channel.send(_reply(turn))
 
 
 Stage = Callable[[Turn], Awaitable[None]]
@@ -290,8 +310,7 @@ async def run(turn: Turn) -> TurnResult:
         where,
         ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in turn.timings.items()),
     )
-    reply = Reply(turn.reply, turn.message.place, turn.message.id, failed=turn.failed)
-    return TurnResult(reply, "backend failed" if turn.failed else None, turn.stored)
+    return TurnResult(_reply(turn), "backend failed" if turn.failed else None, turn.stored)
 
 
 async def _answer(turn: Turn, text: str, *, ended: str, failed: bool = False) -> TurnResult:

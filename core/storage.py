@@ -110,6 +110,26 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (platform, user_key)
     );
     """,
+    """
+    -- The emotion read from each user message, kept in the speaker's scope like the message.
+    CREATE TABLE emotions (
+        id          INTEGER PRIMARY KEY,
+        turn_id     INTEGER REFERENCES turns (id) ON DELETE CASCADE,
+        platform    TEXT    NOT NULL,
+        workspace   TEXT    NOT NULL DEFAULT '',
+        channel     TEXT    NOT NULL,
+        thread      TEXT    NOT NULL DEFAULT '',
+        private     INTEGER NOT NULL CHECK (private IN (0, 1)),
+        user_key    TEXT    NOT NULL,
+        ekman       TEXT    NOT NULL,
+        labels      TEXT    NOT NULL,  -- JSON: the predicted labels with their probabilities
+        valence     REAL    NOT NULL,
+        arousal     REAL    NOT NULL,
+        created_at  REAL    NOT NULL
+    );
+    CREATE INDEX emotions_by_user ON emotions (platform, user_key, id);
+    CREATE INDEX emotions_by_time ON emotions (created_at);
+    """,
 )
 
 
@@ -124,6 +144,8 @@ class StoredTurn:
     context: tuple[int, ...] = ()
     recalled: tuple[int, ...] = ()
     summary: int | None = None
+    answers: int | None = None
+    """For a reply: the user turn it answered."""
 
 
 class Store:
@@ -341,7 +363,7 @@ class Store:
         return self._turn(row) if row else None
 
     def _turn(self, row: sqlite3.Row) -> StoredTurn:
-        turn_id, role, user_key, name, text, created, context, recalled, summary = row
+        turn_id, role, user_key, name, text, created, context, recalled, summary, answers = row
         open_ = self.privacy.cipher.open
         return StoredTurn(
             id=turn_id,
@@ -353,8 +375,9 @@ class Store:
             context=tuple(json.loads(context)) if context else (),
             recalled=tuple(json.loads(recalled)) if recalled else (),
             summary=summary,
+            answers=answers,
         )
 
 
 _PLACE_COLUMNS = "bot, platform, workspace, channel, thread, private, user_key"
-_COLUMNS = "id, role, user_key, display_name, text, created_at, context, recalled, summary"
+_COLUMNS = "id, role, user_key, display_name, text, created_at, context, recalled, summary, answers"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.adapter import CollectingChannel
 from core.bot import Bot
+from core.emotion.reader import EmotionReader, FakeEmotionReader
 from core.generation.base import Generator
 from core.generation.fake import FakeGenerator, echo
 from core.memory import Embedder, FakeEmbedder
@@ -21,7 +22,16 @@ from core.settings import PROJECT_BOTS_DIR, BotProfile, Settings, load_profile
 from core.storage import StoredTurn
 from core.types import Message, Place, PlaceKind, Speaker
 
-__all__ = ["FakeEmbedder", "FakeGenerator", "echo", "history", "message", "open_bot", "say"]
+__all__ = [
+    "FakeEmbedder",
+    "FakeEmotionReader",
+    "FakeGenerator",
+    "echo",
+    "history",
+    "message",
+    "open_bot",
+    "say",
+]
 
 PLATFORM = "test"
 
@@ -51,9 +61,10 @@ async def open_bot(
     profile: BotProfile | None = None,
     generator: Generator | None = None,
     embedder: Embedder | None = None,
+    emotions: EmotionReader | None = None,
     settings: Settings | None = None,
 ) -> AsyncIterator[Bot]:
-    """A bot on a fresh data folder, with the fake generator and embedder by default."""
+    """A bot on a fresh data folder, with the fake generator, embedder and emotion reader."""
     settings = settings or Settings(
         data_dir=data_dir,
         cache_dir=data_dir / "cache",
@@ -66,6 +77,7 @@ async def open_bot(
         profile,
         generator=generator or FakeGenerator(),
         embedder=embedder or FakeEmbedder(),
+        emotions=emotions or FakeEmotionReader(),
     )
     try:
         yield bot

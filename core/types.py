@@ -105,6 +105,8 @@ class Reply:
     in_reply_to: str = ""
     failed: bool = False
     """True when the text is an apology for an error rather than a real answer."""
+    reaction: str = ""
+    """An emoji to react to the user's message with, where the platform has reactions."""
 
 
 class Role(enum.StrEnum):

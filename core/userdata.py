@@ -85,15 +85,29 @@ async def export(store: Store, platform: str, user_key: str) -> dict[str, Any]:
         "memories": memories,
         "profile": profile,
         "summaries": summaries,
-        # Emotion readings are stored per turn once the emotion classifier is enabled.
-        "emotion_readings": [],
+        "emotion_readings": [
+            {
+                "id": r[0],
+                "turn": r[1],
+                "ekman": r[2],
+                "labels": json.loads(r[3]),
+                "valence": r[4],
+                "arousal": r[5],
+                "time": _when(r[6]),
+                **where_said(r, 7),
+            }
+            for r in await rows(
+                f"SELECT id, turn_id, ekman, labels, valence, arousal,"
+                f" created_at, {place} FROM emotions WHERE {{where}} ORDER BY id"
+            )
+        ],
     }
 
 
 async def counts(store: Store, platform: str, user_key: str) -> dict[str, int]:
     where, params = owner_scope(platform, user_key).where()
     result: dict[str, int] = {}
-    for table in ("turns", "memories", "facts", "summaries"):
+    for table in ("turns", "memories", "facts", "summaries", "emotions"):
         extra = " AND role != 'reset'" if table == "turns" else ""
         async with store.db.execute(
             f"SELECT COUNT(*) FROM {table} WHERE {where}{extra}", params
@@ -120,7 +134,7 @@ async def forget(
             params,
         )
         deleted["summaries"] = cursor.rowcount
-        for table in ("summaries", "facts", "memories", "turns", "optouts"):
+        for table in ("summaries", "facts", "memories", "emotions", "turns", "optouts"):
             cursor = await db.execute(f"DELETE FROM {table} WHERE {where}", params)
             deleted[table] = deleted.get(table, 0) + cursor.rowcount
     await store.compact()

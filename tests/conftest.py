@@ -11,6 +11,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from core.bot import Bot
+from core.emotion.reader import FakeEmotionReader
 from core.generation.fake import FakeGenerator
 from core.memory import FakeEmbedder
 from core.privacy import Cipher, Privacy, Pseudonymizer
@@ -40,7 +41,7 @@ def fake() -> FakeGenerator:
 @pytest.fixture
 async def bot(settings: Settings, profile: BotProfile, fake: FakeGenerator) -> AsyncIterator[Bot]:
     async with await Bot.open(
-        settings, profile, generator=fake, embedder=FakeEmbedder()
+        settings, profile, generator=fake, embedder=FakeEmbedder(), emotions=FakeEmotionReader()
     ) as running:
         yield running
 

@@ -31,7 +31,8 @@ class FakeGenerator(Generator):
 
     Tokens are whitespace-separated words, so budgets in tests are easy to reason
     about. Every prompt it was given is kept in :attr:`prompts`. ``delay`` (s)
-    is awaited before each piece; ``fail`` makes every call raise
+    is awaited before each piece; the generation settings of each call are in
+    :attr:`params`; ``fail`` makes every call raise
     :class:`BackendError`.
     """
 
@@ -50,6 +51,7 @@ class FakeGenerator(Generator):
         self.delay = delay
         self.fail = fail
         self.prompts: list[list[ChatMessage]] = []
+        self.params: list[GenerationSettings] = []
 
     def count_text(self, text: str) -> int:
         return len(text.split())
@@ -58,6 +60,7 @@ class FakeGenerator(Generator):
         self, messages: Sequence[ChatMessage], params: GenerationSettings
     ) -> AsyncIterator[str]:
         self.prompts.append(list(messages))
+        self.params.append(params)
         if self.fail:
             raise BackendError("the fake generator was told to fail")
         words = self.script(messages).split(" ")

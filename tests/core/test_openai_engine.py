@@ -15,6 +15,7 @@ from adapters.console import make_message
 from core import pipeline
 from core.adapter import CollectingChannel
 from core.bot import Bot
+from core.emotion.reader import FakeEmotionReader
 from core.errors import BackendError
 from core.generation.openai_engine import OpenAIGenerator
 from core.memory import FakeEmbedder
@@ -132,7 +133,9 @@ async def test_a_bot_on_a_dead_server_apologises_and_keeps_serving(
             )
         }
     )
-    async with await Bot.open(settings, remote, embedder=FakeEmbedder()) as bot:
+    async with await Bot.open(
+        settings, remote, embedder=FakeEmbedder(), emotions=FakeEmotionReader()
+    ) as bot:
         assert isinstance(bot.generator, OpenAIGenerator)
         ok = await bot.handle(make_message("hi", user="a"), CollectingChannel())
         assert ok.reply is not None and ok.reply.text == "Hello there!"

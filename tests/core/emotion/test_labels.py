@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+
+from core.emotion.labels import CIRCUMPLEX, EKMAN, LABELS, reading_from
+from core.emotion.training import _batches, read_split, scores, tune_thresholds
+from core.errors import ConfigError
+
+
+def probs(**given: float) -> list[float]:
+    return [given.get(name, 0.01) for name in LABELS]
+
+
+def test_the_label_tables_cover_every_label() -> None:
+    assert len(LABELS) == 28 and set(EKMAN) == set(LABELS) == set(CIRCUMPLEX)
+    assert set(EKMAN.values()) == {
+        "anger",
+        "disgust",
+        "fear",
+        "joy",
+        "sadness",
+        "surprise",
+        "neutral",
+    }
+
+
+def test_reading_uses_thresholds_and_groups_to_ekman() -> None:
+    thresholds = [0.5] * 28
+    reading = reading_from(probs(sadness=0.8, grief=0.6, joy=0.3), thresholds)
+    assert reading.predicted == ("sadness", "grief") and reading.ekman == "sadness"
+    assert reading.valence < -0.3 and 0 <= reading.arousal <= 1
+    happy = reading_from(probs(joy=0.9, excitement=0.7), thresholds)
+    assert happy.ekman == "joy" and happy.valence > 0.5 and happy.arousal > 0.6
+
+
+def test_a_reading_always_predicts_something() -> None:
+    reading = reading_from(probs(fear=0.2), [0.5] * 28)
+    assert reading.predicted == ("fear",) and reading.ekman == "fear"
+    assert set(reading.as_dict()) == {"labels", "predicted", "ekman", "valence", "arousal"}
+
+
+def test_scores_and_thresholds() -> None:
+    gold = [[25], [17], [25, 16], [27]]  # sadness, joy, sadness+grief, neutral
+    p = [probs(sadness=0.9), probs(joy=0.6), probs(sadness=0.7, grief=0.35), probs(neutral=0.8)]
+    perfect = scores(p, gold, 0.3)
+    assert perfect["micro_f1"] == 1.0
+    # macro averages count labels without examples as 0: 3 of the 7 Ekman groups occur
+    assert perfect["ekman_macro_f1"] == pytest.approx(3 / 7)
+    strict = scores(p, gold, 0.5)  # grief (0.35) is missed
+    assert strict["micro_f1"] < 1.0
+    tuned = tune_thresholds(p, gold)
+    assert tuned[LABELS.index("grief")] <= 0.35 and scores(p, gold, tuned)["micro_f1"] == 1.0
+
+
+def test_batches_cover_every_example_once_and_are_deterministic() -> None:
+    lengths = [i % 17 + 1 for i in range(1000)]
+    batches = _batches(lengths, 32, seed=3)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert batches == _batches(lengths, 32, seed=3) != _batches(lengths, 32, seed=4)
+
+
+def test_read_split_reports_bad_lines(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "good.tsv"
+    good.write_text("so happy\t17\tid1\nugh\t2,3\tid2\n")
+    assert read_split(good) == (["so happy", "ugh"], [[17], [2, 3]])
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("so happy\tjoy\tid1\n")
+    with pytest.raises(ConfigError, match=r"bad\.tsv:1"):
+        read_split(bad)
+    bad.write_text("so happy\t99\tid1\n")
+    with pytest.raises(ConfigError, match="out of range"):
+        read_split(bad)

@@ -1,0 +1,109 @@
+"""Emotion in the pipeline, with the fake (keyword) reader: what the policy changes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from core import testing
+from core.emotion.labels import Reading
+from core.emotion.reader import FakeEmotionReader
+from core.generation.fake import FakeGenerator
+from core.settings import PROJECT_BOTS_DIR, load_profile
+
+
+async def test_sadness_gets_guidance_and_calmer_settings(tmp_path: Path) -> None:
+    generator = FakeGenerator()
+    async with testing.open_bot(tmp_path, generator=generator) as bot:
+        result = await testing.say(bot, "I failed my test and I feel awful", user="ann")
+    system = generator.prompts[-1][0].content
+    assert "acknowledge how they feel" in system
+    assert generator.params[-1].temperature <= 0.3 and generator.params[-1].max_new_tokens <= 80
+    assert result.reply is not None and result.reply.reaction == "🫂"
+
+
+async def test_anger_is_met_calmly_without_an_emoji(tmp_path: Path) -> None:
+    generator = FakeGenerator()
+    async with testing.open_bot(tmp_path, generator=generator) as bot:
+        result = await testing.say(bot, "I am so angry at this bot", user="ann")
+    assert "do not argue" in generator.prompts[-1][0].content
+    assert result.reply is not None and result.reply.reaction == ""
+
+
+async def test_joy_is_shared_and_neutral_changes_nothing(tmp_path: Path) -> None:
+    generator = FakeGenerator()
+    profile = load_profile(PROJECT_BOTS_DIR, "companion")
+    async with testing.open_bot(tmp_path, generator=generator, profile=profile) as bot:
+        happy = await testing.say(bot, "I got the job, I am so happy", user="ann")
+        assert "Share in their joy" in generator.prompts[-1][0].content
+        plain = await testing.say(bot, "the bus leaves at nine", user="bob")
+    assert happy.reply is not None and happy.reply.reaction == "🎉"
+    assert generator.prompts[-1][0].content == profile.persona.strip()
+    assert generator.params[-1] == profile.generation
+    assert plain.reply is not None and plain.reply.reaction == ""
+
+
+async def test_a_low_trajectory_asks_for_a_check_in(tmp_path: Path) -> None:
+    generator = FakeGenerator()
+    async with testing.open_bot(tmp_path, generator=generator) as bot:
+        await testing.say(bot, "I feel sad today", user="ann")
+        assert "low for a while" not in generator.prompts[-1][0].content
+        await testing.say(bot, "still sad, and lonely", user="ann")
+        await testing.say(bot, "I cry a lot", user="ann")
+        assert "low for a while" in generator.prompts[-1][0].content
+        # bob in a group channel does not inherit ann's private trajectory
+        await testing.say(bot, "the weather is sad", user="bob", channel="general")
+        assert "low for a while" not in generator.prompts[-1][0].content
+
+
+async def test_the_policy_can_be_switched_off(tmp_path: Path) -> None:
+    generator = FakeGenerator()
+    profile = load_profile(PROJECT_BOTS_DIR, "companion")
+    off = profile.model_copy(
+        update={"emotion": profile.emotion.model_copy(update={"policy": False})}
+    )
+    async with testing.open_bot(tmp_path, generator=generator, profile=off) as bot:
+        result = await testing.say(bot, "I feel awful and sad", user="ann")
+        data = await bot.emotion_history.trajectory(
+            bot.store.privacy.scope(testing.message("", user="ann")),
+            bot.store.privacy.user_key("test", "ann"),
+        )
+    assert generator.prompts[-1][0].content == profile.persona.strip()
+    assert result.reply is not None and result.reply.reaction == ""
+    assert [r.ekman for r in data.readings] == ["sadness"]  # still read and kept
+
+
+class SlowReader(FakeEmotionReader):
+    """Takes 20 ms a call, as a real classifier takes a few: texts queue up meanwhile."""
+
+    async def read(self, texts: Sequence[str]) -> list[Reading]:
+        await asyncio.sleep(0.02)
+        return await super().read(texts)
+
+
+async def test_concurrent_messages_are_read_in_batches(tmp_path: Path) -> None:
+    reader = SlowReader()
+    async with testing.open_bot(tmp_path, emotions=reader) as bot:
+        await asyncio.gather(*(testing.say(bot, f"hello {i}", user=f"u{i}") for i in range(8)))
+        assert bot.emotions is not None and max(bot.emotions.batches) >= 4
+    assert sum(len(call) for call in reader.calls) == 8 and len(reader.calls) < 8
+
+
+async def test_why_shows_the_reading(tmp_path: Path) -> None:
+    async with testing.open_bot(tmp_path) as bot:
+        await testing.say(bot, "I am scared of the exam", user="ann")
+        why = await testing.say(bot, "/why", user="ann")
+    assert why.reply is not None
+    assert "how your message read to me: fear (fear 90%" in why.reply.text
+
+
+async def test_missing_classifier_weights_turn_emotion_off(tmp_path: Path) -> None:
+    from core.emotion.classifier import EmotionClassifier
+
+    generator = FakeGenerator()
+    missing = EmotionClassifier(tmp_path / "no-weights-here")
+    async with testing.open_bot(tmp_path, generator=generator, emotions=missing) as bot:
+        assert bot.emotions is None
+        result = await testing.say(bot, "I feel awful", user="ann")
+    assert result.reply is not None and result.reply.text == "echo: I feel awful"
