@@ -1,0 +1,101 @@
+"""Does the emotion policy change what the bot says? Replies with the policy on and off.
+
+    .venv/bin/python bench/emotion_effect.py [--limit 300] [--seed 7]
+
+Messages: the GoEmotions test comments labelled sadness, grief, fear, nervousness, anger
+or annoyance (the sad, fearful and angry ones). Each is sent, as the first message of a
+new direct message, through the real pipeline with the embedded model (SmolLM2-135M),
+once with the default profile's emotion policy and once with it switched off: same
+model, same seed, same persona. The replies are then read by the emotion classifier;
+a reply counts as caring or supportive when its labels include caring, optimism or
+love. Reported: that share and the mean reply length, with the policy on and off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from core import testing
+from core.emotion.classifier import EmotionClassifier
+from core.emotion.labels import LABELS
+from core.emotion.training import read_split
+from core.generation.transformers_engine import TransformersGenerator
+from core.settings import PROJECT_BOTS_DIR, BotProfile, load_profile
+
+TEST = Path(__file__).resolve().parent.parent / "data" / "goemotions" / "test.tsv"
+NEGATIVE = {"sadness", "grief", "fear", "nervousness", "anger", "annoyance"}
+SUPPORTIVE = {"caring", "optimism", "love"}
+
+
+def messages(limit: int) -> list[str]:
+    texts, gold = read_split(TEST)
+    chosen = [t for t, ids in zip(texts, gold, strict=True)
+              if NEGATIVE & {LABELS[i] for i in ids}]
+    return chosen[:limit]
+
+
+async def replies(profile: BotProfile, texts: list[str], cache: Path,
+                  classifier: EmotionClassifier) -> list[str]:
+    generator = TransformersGenerator(cache_dir=cache)
+    out = []
+    with tempfile.TemporaryDirectory() as folder:
+        async with testing.open_bot(Path(folder), profile=profile, generator=generator,
+                                    emotions=classifier) as bot:
+            for i, text in enumerate(texts):
+                result = await testing.say(bot, text, user=f"user{i}")
+                out.append(result.reply.text if result.reply and not result.reply.failed
+                           else "")
+                print(f"\r{profile.emotion.policy and 'on ' or 'off'} {i + 1}/{len(texts)}",
+                      end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "socialbot")
+    parser.add_argument("--out", type=Path, help="write every message and both replies here")
+    args = parser.parse_args()
+    base = load_profile(PROJECT_BOTS_DIR, "companion")
+    base = base.model_copy(update={
+        "generation": base.generation.model_copy(update={"seed": args.seed}),
+        "memory": base.memory.model_copy(update={"enabled": False, "summarize": False}),
+    })
+    off = base.model_copy(update={"emotion": base.emotion.model_copy(update={"policy": False})})
+    texts = messages(args.limit)
+    classifier = EmotionClassifier()
+    await classifier.start()
+    started = time.time()
+    results = {}
+    for name, profile in (("on", base), ("off", off)):
+        said = await replies(profile, texts, args.cache, classifier)
+        readings = classifier.read_now([r or "." for r in said])
+        supportive = [bool(SUPPORTIVE & set(r.predicted)) and bool(s)
+                      for r, s in zip(readings, said, strict=True)]
+        results[name] = {
+            "replies": said,
+            "supportive_share": statistics.fmean(supportive),
+            "caring_share": statistics.fmean("caring" in r.predicted for r in readings),
+            "mean_words": statistics.fmean(len(s.split()) for s in said),
+        }
+    print(json.dumps({"messages": len(texts), "seconds": round(time.time() - started),
+                      **{k: {m: round(v, 4) for m, v in r.items() if m != "replies"}
+                         for k, r in results.items()}}, indent=2))
+    if args.out:
+        with args.out.open("w") as out:
+            for i, text in enumerate(texts):
+                out.write(json.dumps({"message": text, "on": results["on"]["replies"][i],
+                                      "off": results["off"]["replies"][i]}) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
