@@ -36,24 +36,28 @@ SUPPORTIVE = {"caring", "optimism", "love"}
 
 def messages(limit: int) -> list[str]:
     texts, gold = read_split(TEST)
-    chosen = [t for t, ids in zip(texts, gold, strict=True)
-              if NEGATIVE & {LABELS[i] for i in ids}]
+    chosen = [t for t, ids in zip(texts, gold, strict=True) if NEGATIVE & {LABELS[i] for i in ids}]
     return chosen[:limit]
 
 
-async def replies(profile: BotProfile, texts: list[str], cache: Path,
-                  classifier: EmotionClassifier) -> list[str]:
+async def replies(
+    profile: BotProfile, texts: list[str], cache: Path, classifier: EmotionClassifier
+) -> list[str]:
     generator = TransformersGenerator(cache_dir=cache)
     out = []
     with tempfile.TemporaryDirectory() as folder:
-        async with testing.open_bot(Path(folder), profile=profile, generator=generator,
-                                    emotions=classifier) as bot:
+        async with testing.open_bot(
+            Path(folder), profile=profile, generator=generator, emotions=classifier
+        ) as bot:
             for i, text in enumerate(texts):
                 result = await testing.say(bot, text, user=f"user{i}")
-                out.append(result.reply.text if result.reply and not result.reply.failed
-                           else "")
-                print(f"\r{profile.emotion.policy and 'on ' or 'off'} {i + 1}/{len(texts)}",
-                      end="", file=sys.stderr, flush=True)
+                out.append(result.reply.text if result.reply and not result.reply.failed else "")
+                print(
+                    f"\r{profile.emotion.policy and 'on ' or 'off'} {i + 1}/{len(texts)}",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
     print(file=sys.stderr)
     return out
 
@@ -66,10 +70,12 @@ async def main() -> None:
     parser.add_argument("--out", type=Path, help="write every message and both replies here")
     args = parser.parse_args()
     base = load_profile(PROJECT_BOTS_DIR, "companion")
-    base = base.model_copy(update={
-        "generation": base.generation.model_copy(update={"seed": args.seed}),
-        "memory": base.memory.model_copy(update={"enabled": False, "summarize": False}),
-    })
+    base = base.model_copy(
+        update={
+            "generation": base.generation.model_copy(update={"seed": args.seed}),
+            "memory": base.memory.model_copy(update={"enabled": False, "summarize": False}),
+        }
+    )
     off = base.model_copy(update={"emotion": base.emotion.model_copy(update={"policy": False})})
     texts = messages(args.limit)
     classifier = EmotionClassifier()
@@ -79,22 +85,42 @@ async def main() -> None:
     for name, profile in (("on", base), ("off", off)):
         said = await replies(profile, texts, args.cache, classifier)
         readings = classifier.read_now([r or "." for r in said])
-        supportive = [bool(SUPPORTIVE & set(r.predicted)) and bool(s)
-                      for r, s in zip(readings, said, strict=True)]
+        supportive = [
+            bool(SUPPORTIVE & set(r.predicted)) and bool(s)
+            for r, s in zip(readings, said, strict=True)
+        ]
         results[name] = {
             "replies": said,
             "supportive_share": statistics.fmean(supportive),
             "caring_share": statistics.fmean("caring" in r.predicted for r in readings),
             "mean_words": statistics.fmean(len(s.split()) for s in said),
         }
-    print(json.dumps({"messages": len(texts), "seconds": round(time.time() - started),
-                      **{k: {m: round(v, 4) for m, v in r.items() if m != "replies"}
-                         for k, r in results.items()}}, indent=2))
+    print(
+        json.dumps(
+            {
+                "messages": len(texts),
+                "seconds": round(time.time() - started),
+                **{
+                    k: {m: round(v, 4) for m, v in r.items() if m != "replies"}
+                    for k, r in results.items()
+                },
+            },
+            indent=2,
+        )
+    )
     if args.out:
         with args.out.open("w") as out:
             for i, text in enumerate(texts):
-                out.write(json.dumps({"message": text, "on": results["on"]["replies"][i],
-                                      "off": results["off"]["replies"][i]}) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            "message": text,
+                            "on": results["on"]["replies"][i],
+                            "off": results["off"]["replies"][i],
+                        }
+                    )
+                    + "\n"
+                )
 
 
 if __name__ == "__main__":

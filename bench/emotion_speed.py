@@ -35,24 +35,29 @@ def main() -> None:
         started = time.perf_counter()
         classifier.read_now([text])
         single.append((time.perf_counter() - started) * 1000)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print("| batch | median per call | p95 per call | messages/s |")
     print("|---:|---:|---:|---:|")
-    print(f"| 1 | {statistics.median(single):.1f} ms | "
-          f"{sorted(single)[int(len(single) * 0.95)]:.1f} ms | "
-          f"{1000 / statistics.fmean(single):.0f} |")
+    print(
+        f"| 1 | {statistics.median(single):.1f} ms | "
+        f"{sorted(single)[int(len(single) * 0.95)]:.1f} ms | "
+        f"{1000 / statistics.fmean(single):.0f} |"
+    )
     for size in (16, 64):
         sample = texts[:2048]
         started = time.perf_counter()
         calls = []
         for i in range(0, len(sample), size):
             t0 = time.perf_counter()
-            classifier.read_now(sample[i:i + size])
+            classifier.read_now(sample[i : i + size])
             calls.append((time.perf_counter() - t0) * 1000)
         rate = len(sample) / (time.perf_counter() - started)
-        print(f"| {size} | {statistics.median(calls):.1f} ms | "
-              f"{sorted(calls)[int(len(calls) * 0.95)]:.1f} ms | {rate:.0f} |")
+        print(
+            f"| {size} | {statistics.median(calls):.1f} ms | "
+            f"{sorted(calls)[int(len(calls) * 0.95)]:.1f} ms | {rate:.0f} |"
+        )
 
 
 if __name__ == "__main__":

