@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from core import testing
 from core.emotion.classifier import EmotionClassifier
@@ -53,7 +54,7 @@ async def replies(
                 result = await testing.say(bot, text, user=f"user{i}")
                 out.append(result.reply.text if result.reply and not result.reply.failed else "")
                 print(
-                    f"\r{profile.emotion.policy and 'on ' or 'off'} {i + 1}/{len(texts)}",
+                    f"\r{'on ' if profile.emotion.policy else 'off'} {i + 1}/{len(texts)}",
                     end="",
                     file=sys.stderr,
                     flush=True,
@@ -81,7 +82,7 @@ async def main() -> None:
     classifier = EmotionClassifier()
     await classifier.start()
     started = time.time()
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for name, profile in (("on", base), ("off", off)):
         said = await replies(profile, texts, args.cache, classifier)
         readings = classifier.read_now([r or "." for r in said])
