@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from core._files import read_lines
 from core.errors import ConfigError
 from core.memory import Embedder, LongTermMemory
 from core.privacy import Cipher, Privacy, Pseudonymizer
@@ -59,10 +60,7 @@ class EvalConversation(BaseModel):
 
 
 def read_conversations(path: Path) -> Iterator[EvalConversation]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    lines = read_lines(path)
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue

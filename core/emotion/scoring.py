@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core._files import read_lines
 from core.emotion.classifier import EmotionClassifier
 from core.emotion.labels import EKMAN, LABELS
 from core.errors import ConfigError
@@ -12,10 +13,7 @@ from core.errors import ConfigError
 
 def read_named(path: Path) -> tuple[list[str], list[set[str]]]:
     texts, gold = [], []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    lines = read_lines(path)
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue

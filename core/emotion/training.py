@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core._files import read_lines
 from core.emotion.classifier import build_network, load_network, probabilities, save_weights
 from core.emotion.labels import EKMAN, LABELS
 from core.errors import ConfigError
@@ -52,10 +53,7 @@ class TrainConfig:
 def read_split(path: Path, limit: int | None = None) -> tuple[list[str], list[list[int]]]:
     """``text<TAB>label ids<TAB>id`` lines (GoEmotions' own format)."""
     texts, labels = [], []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    lines = read_lines(path)
     for number, line in enumerate(lines[:limit], 1):
         parts = line.split("\t")
         try:
