@@ -14,7 +14,7 @@ from typing import Any
 
 from core import pipeline, userdata
 from core.adapter import ReplyChannel
-from core.emotion.classifier import WEIGHTS
+from core.emotion.classifier import WEIGHTS, EmotionClassifier
 from core.emotion.history import EmotionHistory
 from core.emotion.reader import Batcher, EmotionReader
 from core.errors import ModelNotFoundError
@@ -85,15 +85,15 @@ class Bot:
         if embedder is None and profile.memory.enabled:
             embedder = SentenceEmbedder(settings.embedding_model)
         if emotions is None and profile.emotion.enabled:
-            from core.emotion.classifier import EmotionClassifier
-
             emotions = EmotionClassifier(settings.emotion_weights or WEIGHTS)
+        started: list[Generator | Embedder] = []
         try:
             # One after the other: loading two transformers models at once in two threads
             # races on process-wide state the loaders patch (default dtype, weight init).
             for model in (generator, embedder):
                 if model is not None:
                     await model.start()
+                    started.append(model)
             if emotions is not None:
                 try:
                     await emotions.start()
@@ -101,6 +101,8 @@ class Bot:
                     log.warning("emotion reading is off: %s", error)
                     emotions = None
         except BaseException:
+            for model in started:
+                await model.close()
             await store.close()
             raise
         bot = cls(settings, profile, store, generator, embedder, emotions)
