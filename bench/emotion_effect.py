@@ -68,7 +68,7 @@ async def main() -> None:
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "socialbot")
-    parser.add_argument("--out", type=Path, help="write every message and both replies here")
+    parser.add_argument("--out", type=Path, help="append every message and reply here (JSONL)")
     args = parser.parse_args()
     base = load_profile(PROJECT_BOTS_DIR, "companion")
     base = base.model_copy(
@@ -79,12 +79,12 @@ async def main() -> None:
     )
     off = base.model_copy(update={"emotion": base.emotion.model_copy(update={"policy": False})})
     texts = messages(args.limit)
-    classifier = EmotionClassifier()
-    await classifier.start()
+    classifier = EmotionClassifier()  # reads the replies afterwards
+    classifier.load()
     started = time.time()
     results: dict[str, dict[str, Any]] = {}
     for name, profile in (("on", base), ("off", off)):
-        said = await replies(profile, texts, args.cache, classifier)
+        said = await replies(profile, texts, args.cache, args.out)
         readings = classifier.read_now([r or "." for r in said])
         supportive = [
             bool(SUPPORTIVE & set(r.predicted)) and bool(s)
