@@ -42,23 +42,25 @@ def messages(limit: int) -> list[str]:
 
 
 async def replies(
-    profile: BotProfile, texts: list[str], cache: Path, classifier: EmotionClassifier
+    profile: BotProfile, texts: list[str], cache: Path, log: Path | None
 ) -> list[str]:
+    # A bot owns (and closes) the models it is given: each run gets its own.
     generator = TransformersGenerator(cache_dir=cache)
-    out = []
+    name = "on" if profile.emotion.policy else "off"
+    out: list[str] = []
     with tempfile.TemporaryDirectory() as folder:
         async with testing.open_bot(
-            Path(folder), profile=profile, generator=generator, emotions=classifier
+            Path(folder), profile=profile, generator=generator, emotions=EmotionClassifier()
         ) as bot:
             for i, text in enumerate(texts):
                 result = await testing.say(bot, text, user=f"user{i}")
                 out.append(result.reply.text if result.reply and not result.reply.failed else "")
-                print(
-                    f"\r{'on ' if profile.emotion.policy else 'off'} {i + 1}/{len(texts)}",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                if log:  # as it goes: a long run that stops keeps what it made
+                    with log.open("a") as file:
+                        file.write(
+                            json.dumps({"policy": name, "message": text, "reply": out[-1]}) + "\n"
+                        )
+                print(f"\r{name} {i + 1}/{len(texts)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return out
 
@@ -109,19 +111,6 @@ async def main() -> None:
             indent=2,
         )
     )
-    if args.out:
-        with args.out.open("w") as out:
-            for i, text in enumerate(texts):
-                out.write(
-                    json.dumps(
-                        {
-                            "message": text,
-                            "on": results["on"]["replies"][i],
-                            "off": results["off"]["replies"][i],
-                        }
-                    )
-                    + "\n"
-                )
 
 
 if __name__ == "__main__":

@@ -77,7 +77,10 @@ class Bot:
         embedder: Embedder | None = None,
         emotions: EmotionReader | None = None,
     ) -> Bot:
-        """Open storage and start the models: the profile's, unless they are given."""
+        """Open storage and start the models: the profile's, unless they are given.
+
+        The bot owns every model it runs, given ones included: :meth:`close` closes them.
+        """
         store = await Store.open(
             settings.database_path, privacy_from(settings), synchronous=settings.db_synchronous
         )
