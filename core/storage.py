@@ -284,7 +284,8 @@ class Store:
                 reply_turn = cursor.lastrowid
         return user_turn, reply_turn
 
-    def _conversation(self, bot: str, place: Place) -> tuple[str, tuple[object, ...]]:
+    def conversation_where(self, bot: str, place: Place) -> tuple[str, tuple[object, ...]]:
+        """The SQL condition selecting one conversation's rows (turns, summaries)."""
         stored = self.privacy.place(place)
         return (
             "bot = ? AND platform = ? AND workspace = ? AND channel = ? AND thread = ?",
@@ -316,7 +317,7 @@ class Store:
         order: str,
         limit: int,
     ) -> list[StoredTurn]:
-        where, key = self._conversation(bot, place)
+        where, key = self.conversation_where(bot, place)
         in_scope, allowed = scope.where()
         async with self.db.execute(
             f"SELECT {_COLUMNS} FROM turns WHERE {where} AND {in_scope} AND role != 'reset'"
@@ -334,7 +335,7 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 'reset', '', ?, ?)",
                 (bot, *self.where_said(message), message.id, time.time()),
             )
-            where, key = self._conversation(bot, message.place)
+            where, key = self.conversation_where(bot, message.place)
             await db.execute(f"DELETE FROM summaries WHERE {where}", key)
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -352,7 +353,7 @@ class Store:
         self, bot: str, place: Place, scope: Scope, user_key: str
     ) -> StoredTurn | None:
         """The bot's latest reply to ``user_key`` in ``place``."""
-        where, key = self._conversation(bot, place)
+        where, key = self.conversation_where(bot, place)
         in_scope, allowed = scope.where()
         async with self.db.execute(
             f"SELECT {_COLUMNS} FROM turns WHERE {where} AND {in_scope} AND role = 'assistant'"

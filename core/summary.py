@@ -38,12 +38,11 @@ class Summaries:
         self.store = store
 
     async def current(self, bot: str, message: Message, scope: Scope) -> Summary | None:
-        stored = self.store.privacy.place(message.place)
+        where, key = self.store.conversation_where(bot, message.place)
         in_scope, allowed = scope.where()
         async with self.store.db.execute(
-            "SELECT id, text, through_turn FROM summaries WHERE bot = ? AND platform = ?"
-            f" AND workspace = ? AND channel = ? AND thread = ? AND {in_scope}",
-            (bot, stored.platform, stored.workspace, stored.channel, stored.thread, *allowed),
+            f"SELECT id, text, through_turn FROM summaries WHERE {where} AND {in_scope}",
+            (*key, *allowed),
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
