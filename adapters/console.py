@@ -28,7 +28,8 @@ def make_message(text: str, *, user: str, channel: str | None = None, name: str 
         place = Place(PLATFORM, channel, PlaceKind.GROUP)
     else:
         place = Place(PLATFORM, f"dm:{user}", PlaceKind.DM)
-    return Message(Speaker(PLATFORM, user, name or user), place, text)
+    # In the terminal every line is said to the bot, in a channel too.
+    return Message(Speaker(PLATFORM, user, name or user), place, text, mentions_bot=True)
 
 
 async def ask(bot: Bot, text: str, *, user: str, channel: str | None = None) -> TurnResult:

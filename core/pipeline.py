@@ -29,6 +29,7 @@ from core.emotion.policy import Decision
 from core.errors import BackendError, UserError
 from core.memory import Vectors
 from core.privacy import Scope, redact
+from core.settings import GroupSettings
 from core.summary import Summary
 from core.types import ChatMessage, Message, Reply
 
@@ -89,10 +90,13 @@ async def guard(turn: Turn) -> None:
     privacy = turn.bot.store.privacy
     turn.scope = privacy.scope(message)
     turn.user_key = privacy.user_key(message.place.platform, message.speaker.user_id)
-    if message.speaker.is_bot:
+    groups = turn.bot.profile.groups
+    if message.speaker.is_bot and not groups.answer_bots:
         raise EndTurn("message from a bot")
     if not message.text.strip():
         raise EndTurn("empty message")
+    if not message.place.is_private and not addressed(message, groups):
+        raise EndTurn("not addressed to the bot")
     limit = turn.bot.settings.max_message_chars
     if len(message.text) > limit:
         raise UserError(
@@ -102,6 +106,19 @@ async def guard(turn: Turn) -> None:
     turn.keep = not await userdata.is_opted_out(
         turn.bot.store, message.place.platform, turn.user_key
     )
+
+
+def addressed(message: Message, groups: GroupSettings) -> bool:
+    """Whether a group message calls for an answer, as the profile's [groups] says."""
+    if groups.answer == "always" or message.mentions_bot or commands.parse(message.text):
+        return True
+    if groups.answer == "keyword":
+        return any(
+            re.search(rf"(?<!\w){re.escape(k)}(?!\w)", message.text, re.IGNORECASE)
+            for k in groups.keywords
+            if k.strip()
+        )
+    return False
 
 
 async def route(turn: Turn) -> None:

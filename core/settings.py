@@ -20,11 +20,24 @@ ENV_PREFIX = "SOCIALBOT_"
 PROJECT_BOTS_DIR = Path(__file__).resolve().parent.parent / "bots"
 
 
+def _platform(env: str, default: Any, description: str = "") -> Any:
+    """A setting read from the platform's usual variable name, or SOCIALBOT_<name>."""
+    return Field(
+        default=default,
+        validation_alias=AliasChoices(env, ENV_PREFIX + env),
+        description=description,
+    )
+
+
 class Settings(BaseSettings):
     """Process-wide settings. Every field is ``SOCIALBOT_<NAME>`` in the environment."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
     )
 
     data_dir: Path = Field(
@@ -75,12 +88,44 @@ class Settings(BaseSettings):
         default=None, description="Emotion classifier weights folder (default: the shipped ones)."
     )
 
+    # --- Platforms: an adapter runs when its token is set (`socialbot run`) ---------------
+    # The platforms' own names (DISCORD_BOT_TOKEN, ...) are read, and SOCIALBOT_-prefixed ones.
+    discord_bot_token: SecretStr = _platform("DISCORD_BOT_TOKEN", SecretStr(""))
+    discord_api_base_url: str = _platform("DISCORD_API_BASE_URL", "https://discord.com/api/v10")
+    discord_gateway_url: str = _platform("DISCORD_GATEWAY_URL", "wss://gateway.discord.gg/")
+    discord_sharded: bool = _platform(
+        "DISCORD_SHARDED", False, "Run an AutoShardedClient (large bots: 2,500+ servers)."
+    )
+    telegram_bot_token: SecretStr = _platform("TELEGRAM_BOT_TOKEN", SecretStr(""))
+    telegram_api_base_url: str = _platform("TELEGRAM_API_BASE_URL", "https://api.telegram.org")
+    telegram_webhook_url: str = _platform(
+        "TELEGRAM_WEBHOOK_URL", "", "Public HTTPS URL for webhook mode; empty: long polling."
+    )
+    telegram_webhook_secret: SecretStr = _platform(
+        "TELEGRAM_WEBHOOK_SECRET", SecretStr(""), "Checked on every webhook call (random if empty)."
+    )
+    telegram_webhook_host: str = _platform("TELEGRAM_WEBHOOK_HOST", "127.0.0.1")
+    telegram_webhook_port: int = _platform("TELEGRAM_WEBHOOK_PORT", 8443)
+    slack_bot_token: SecretStr = _platform("SLACK_BOT_TOKEN", SecretStr(""))
+    slack_app_token: SecretStr = _platform(
+        "SLACK_APP_TOKEN", SecretStr(""), "xapp- token: Socket Mode (no public URL needed)."
+    )
+    slack_signing_secret: SecretStr = _platform(
+        "SLACK_SIGNING_SECRET", SecretStr(""), "HTTP Events API mode: verifies each request."
+    )
+    slack_api_base_url: str = _platform("SLACK_API_BASE_URL", "https://slack.com/api/")
+    slack_http_host: str = _platform("SLACK_HTTP_HOST", "127.0.0.1")
+    slack_http_port: int = _platform("SLACK_HTTP_PORT", 3000)
+    slack_command: str = _platform(
+        "SLACK_COMMAND", "/socialbot", "The slash command that carries bot commands on Slack."
+    )
+
     def secrets(self) -> list[str]:
         """Every secret value, so that logging can mask them."""
         values = [
-            self.openai_api_key.get_secret_value(),
-            self.pseudonym_key.get_secret_value(),
-            self.encryption_key.get_secret_value(),
+            getattr(self, name).get_secret_value()
+            for name, field in type(self).model_fields.items()
+            if field.annotation is SecretStr
         ]
         return [v for v in values if v]
 
@@ -157,6 +202,18 @@ class EmotionSettings(_Strict):
     calm_max_new_tokens: int = Field(default=80, ge=1)
 
 
+class GroupSettings(_Strict):
+    """When the bot answers in group channels (it always answers in direct messages)."""
+
+    answer: Literal["mention", "keyword", "always"] = Field(
+        default="mention",
+        description="'mention': when mentioned, replied to or given a /command; 'keyword': "
+        "also when a keyword is said; 'always': every message.",
+    )
+    keywords: tuple[str, ...] = Field(default=(), description="Words that call the bot.")
+    answer_bots: bool = Field(default=False, description="Answer other bots (never itself).")
+
+
 class BotProfile(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str = ""
@@ -167,6 +224,7 @@ class BotProfile(_Strict):
     memory: MemorySettings = MemorySettings()
     privacy: PrivacySettings = PrivacySettings()
     emotion: EmotionSettings = EmotionSettings()
+    groups: GroupSettings = GroupSettings()
     plugins: tuple[str, ...] = ()
     folder: Path | None = Field(default=None, exclude=True)
 

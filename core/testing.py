@@ -45,13 +45,17 @@ def message(
     workspace: str = "",
     thread: str = "",
     name: str = "",
+    mentions_bot: bool = True,
 ) -> Message:
-    """A message from ``user``: a DM without ``channel``, else said in that group channel."""
+    """A message from ``user``: a DM without ``channel``, else said in that group channel
+    (to the bot, unless ``mentions_bot`` is false)."""
     if channel:
         place = Place(platform, channel, PlaceKind.GROUP, workspace, thread)
     else:
         place = Place(platform, f"dm-{user}", PlaceKind.DM, workspace)
-    return Message(Speaker(platform, user, name or user.capitalize()), place, text)
+    return Message(
+        Speaker(platform, user, name or user.capitalize()), place, text, mentions_bot=mentions_bot
+    )
 
 
 @contextlib.asynccontextmanager

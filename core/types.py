@@ -91,6 +91,7 @@ class Message:
     id: str = ""
     time: datetime = field(default_factory=_now)
     mentions_bot: bool = False
+    """The message mentions the bot or replies to one of its messages (adapters set it)."""
     reply_to: str = ""
     attachments: tuple[Attachment, ...] = ()
     raw: Any = field(default=None, compare=False, repr=False)

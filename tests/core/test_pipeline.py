@@ -90,6 +90,53 @@ async def test_messages_from_bots_are_ignored(bot: Bot, fake: FakeGenerator) -> 
     assert sink.replies == [] and fake.prompts == []
 
 
+@pytest.mark.parametrize(
+    ("answer", "text", "mentioned", "answered"),
+    [
+        ("mention", "hello everyone", False, False),
+        ("mention", "hello Sol", True, True),
+        ("mention", "/help", False, True),
+        ("keyword", "hey sol, how are you", False, True),
+        ("keyword", "solar panels are cheap now", False, False),
+        ("keyword", "hello everyone", False, False),
+        ("always", "hello everyone", False, True),
+    ],
+)
+async def test_group_messages_are_answered_as_the_profile_says(
+    settings: Settings,
+    profile: BotProfile,
+    answer: str,
+    text: str,
+    mentioned: bool,
+    answered: bool,
+) -> None:
+    groups = profile.groups.model_copy(update={"answer": answer, "keywords": ("sol",)})
+    profile = profile.model_copy(update={"groups": groups})
+    async with testing.open_bot(settings.data_dir, profile=profile, settings=settings) as bot:
+        group = await testing.say(bot, text, channel="lounge", mentions_bot=mentioned)
+        private = await testing.say(bot, text)
+    assert (group.reply is not None) is answered
+    if not answered:
+        assert group.ended == "not addressed to the bot"
+    assert private.reply is not None  # direct messages are always answered
+
+
+async def test_other_bots_are_answered_only_when_the_profile_allows(
+    settings: Settings, profile: BotProfile
+) -> None:
+    message = Message(
+        Speaker("console", "otherbot", is_bot=True),
+        Place("console", "c", PlaceKind.GROUP),
+        "hi",
+        mentions_bot=True,
+    )
+    groups = profile.groups.model_copy(update={"answer_bots": True})
+    profile = profile.model_copy(update={"groups": groups})
+    async with testing.open_bot(settings.data_dir, profile=profile, settings=settings) as bot:
+        result = await bot.handle(message, CollectingChannel())
+    assert result.reply is not None and result.reply.text == "echo: otherbot: hi"
+
+
 async def test_empty_and_control_only_messages_are_dropped(bot: Bot, fake: FakeGenerator) -> None:
     for text in ("", "   \n", "\x00\x07"):
         result, sink = await say(bot, text)

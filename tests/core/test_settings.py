@@ -107,8 +107,12 @@ def test_secrets_are_masked_in_logs() -> None:
 
 
 def test_env_example_documents_every_setting() -> None:
+    from pydantic import AliasChoices
+
     from core.settings import ENV_PREFIX, Settings
 
     text = (PROJECT_BOTS_DIR.parent / ".env.example").read_text()
-    for name in Settings.model_fields:
-        assert f"{ENV_PREFIX}{name.upper()}=" in text, name
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        env = alias.choices[0] if isinstance(alias, AliasChoices) else ENV_PREFIX + name.upper()
+        assert f"{env}=" in text, name
