@@ -1,0 +1,267 @@
+"""What the Discord, Telegram and Slack adapters share.
+
+- :func:`split_text`: long replies become several messages, cut at paragraph or
+  sentence boundaries and never inside a code block;
+- :class:`RecentIds`: remembers recently seen event ids, so a redelivered event is
+  answered once;
+- :class:`EditingChannel`: a :class:`~core.adapter.ReplyChannel` that keeps a typing
+  indicator alive, streams the reply by editing one message no faster than the
+  platform allows, and posts the finished reply in as many parts as it needs;
+- :class:`PlatformAdapter`: connect, take events in, stop taking them, close.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from core.types import Message, Reply
+
+if TYPE_CHECKING:
+    from core.bot import Bot
+    from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_FENCE = re.compile(r"```[^\s`]*")
+_SENTENCE = re.compile(r"[.!?…][\"')\]]*\s")
+
+
+def _code_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, opening fence line) of each fenced code block; an unclosed one runs
+    to the end of the text."""
+    spans: list[tuple[int, int, str]] = []
+    fences = list(_FENCE.finditer(text))
+    for i in range(0, len(fences), 2):
+        opening = fences[i]
+        end = fences[i + 1].end() if i + 1 < len(fences) else len(text)
+        spans.append((opening.start(), end, opening.group()))
+    return spans
+
+
+def _cut(text: str, limit: int) -> tuple[str, str]:
+    """Split ``text`` (longer than ``limit``) into a first part of at most ``limit``
+    characters and the rest, preferring paragraph, line, sentence and word breaks, in
+    that order, outside code blocks. A code block longer than ``limit`` is cut between
+    lines and its fence closed and reopened."""
+    spans = _code_spans(text)
+
+    def outside(position: int) -> bool:
+        return all(not (start < position < end) for start, end, _ in spans)
+
+    floor = limit // 4  # a break earlier than this makes a uselessly short message
+    for pattern in (r"\n\s*\n", r"\n", _SENTENCE.pattern, r"\s"):
+        cuts = [
+            m.end()
+            for m in re.finditer(pattern, text[: limit + 1])
+            if floor <= m.end() <= limit and outside(m.start())
+        ]
+        if cuts:
+            return text[: cuts[-1]], text[cuts[-1] :]
+    for start, end, fence in spans:
+        if start < limit < end:  # the limit falls inside this block
+            if start >= floor:  # move the whole block to the next message
+                return text[:start], text[start:]
+            closing = "\n```"
+            room = limit - len(closing)
+            newline = text.rfind("\n", start + len(fence) + 1, room)
+            at = newline if newline > start + len(fence) else room
+            return text[:at] + closing, fence + "\n" + text[at:].lstrip("\n")
+    return text[:limit], text[limit:]
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """``text`` as messages of at most ``limit`` characters (see :func:`_cut`)."""
+    if limit < 16:
+        raise ValueError("limit is too small to split text sensibly")
+    parts: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        first, rest = _cut(rest, limit)
+        first, rest = first.rstrip(), rest.strip()
+        if first:
+            parts.append(first)
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+class RecentIds:
+    """The last ``size`` ids seen, to drop events a platform delivers twice."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def first_time(self, event_id: str) -> bool:
+        """True the first time an id is seen (an empty id is always new)."""
+        if not event_id:
+            return True
+        if event_id in self._seen:
+            self._seen.move_to_end(event_id)
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True
+
+
+Handle = TypeVar("Handle")
+
+
+class EditingChannel(abc.ABC, Generic[Handle]):
+    """A reply channel for platforms where a sent message can be edited.
+
+    Subclasses say how to show typing, post, edit and react; this class decides when:
+    typing is repeated every ``typing_every`` seconds until the first text appears; the
+    text is shown once it has ``min_stream_chars`` characters and updated at most every
+    ``edit_every`` seconds (edits never hold up generation: they run beside it, the
+    latest text wins); the finished reply replaces the streamed text and goes on in
+    further messages when it is longer than ``limit``.
+    """
+
+    limit = 2000
+    edit_every = 1.0
+    typing_every = 8.0
+    min_stream_chars = 24
+
+    def __init__(self, *, stream: bool = True) -> None:
+        self.streaming = stream
+        self._text = ""
+        self._shown = ""
+        self._handle: Handle | None = None
+        self._last_edit = 0.0
+        self._pending: asyncio.Task[None] | None = None
+        self._typing: asyncio.Task[None] | None = None
+
+    # --- what each platform implements ---------------------------------------------
+    @abc.abstractmethod
+    async def show_typing(self) -> None: ...
+
+    @abc.abstractmethod
+    async def post(self, text: str, *, first: bool) -> Handle:
+        """Send a new message (``first``: the one that answers the user's message)."""
+
+    @abc.abstractmethod
+    async def edit(self, handle: Handle, text: str) -> None: ...
+
+    async def react(self, emoji: str) -> None:
+        """React to the user's message, where the platform can."""
+
+    # --- the ReplyChannel protocol -----------------------------------------------------
+    async def typing(self) -> None:
+        if self._typing is None:
+            self._typing = asyncio.create_task(self._keep_typing())
+
+    async def stream(self, piece: str) -> None:
+        self._text += piece
+        if not self.streaming:
+            return
+        text = self._text.strip()
+        if len(text) < self.min_stream_chars or len(text) > self.limit:
+            return
+        if self._pending is not None and not self._pending.done():
+            return
+        if time.monotonic() - self._last_edit < self.edit_every:
+            return
+        self._stop_typing()
+        self._last_edit = time.monotonic()
+        self._pending = asyncio.create_task(self._show(text))
+
+    async def send(self, reply: Reply) -> None:
+        self._stop_typing()
+        if self._pending is not None:
+            await self._pending
+        parts = split_text(reply.text, self.limit) or ["…"]
+        if self._handle is not None:
+            try:
+                if parts[0] != self._shown:
+                    await self.edit(self._handle, parts[0])
+                parts = parts[1:]
+            except Exception:
+                log.warning("could not edit the streamed message; sending it anew", exc_info=True)
+        for i, part in enumerate(parts):
+            await self.post(part, first=i == 0 and self._handle is None)
+        if reply.reaction:
+            try:
+                await self.react(reply.reaction)
+            except Exception:  # a reaction is a nicety: never lose the reply over it
+                log.warning("could not react with %s", reply.reaction, exc_info=True)
+
+    # --- internals ---------------------------------------------------------------------
+    async def _show(self, text: str) -> None:
+        try:
+            if self._handle is None:
+                self._handle = await self.post(text, first=True)
+            else:
+                await self.edit(self._handle, text)
+            self._shown = text
+        except Exception:
+            log.warning("streaming the reply failed; it will be sent when done", exc_info=True)
+            self.streaming = False
+
+    async def _keep_typing(self) -> None:
+        until = time.monotonic() + 300  # never longer than a reply can take
+        while time.monotonic() < until:
+            try:
+                await self.show_typing()
+            except Exception:
+                log.debug("typing indicator failed", exc_info=True)
+            await asyncio.sleep(self.typing_every)
+
+    def _stop_typing(self) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+            self._typing = None
+
+
+class PlatformAdapter(abc.ABC):
+    """One platform's connection. The life cycle, driven by ``socialbot run``:
+
+    ``await login()`` checks the credentials (a :class:`~core.errors.ConfigError` naming
+    the setting when they are refused); ``await start(bot)`` begins taking events in;
+    ``await stop_intake()`` stops that (turns in flight go on); ``await close()``
+    disconnects once the bot has finished its turns.
+    """
+
+    platform: str = ""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bot: Bot | None = None
+        self.accepting = False
+        self.seen = RecentIds()
+
+    @abc.abstractmethod
+    async def login(self) -> None: ...
+
+    async def start(self, bot: Bot) -> None:
+        self.bot = bot
+        self.accepting = True
+
+    async def stop_intake(self) -> None:
+        self.accepting = False
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def deliver(self, message: Message | None, channel: EditingChannel[Any]) -> None:
+        """Hand one converted event to the bot, once, while taking events in.
+
+        ``socialbot run`` stops intake, then closes the bot (which finishes every turn
+        it has accepted), then closes the adapters: a reply in flight still goes out.
+        """
+        if message is None or self.bot is None or not self.accepting:
+            return
+        if not self.seen.first_time(f"{message.place.channel}/{message.id}"):
+            log.info("%s: dropped a message delivered twice", self.platform)
+            return
+        try:
+            await self.bot.handle(message, channel)
+        except Exception:
+            log.exception("%s: a turn failed", self.platform)

@@ -1,0 +1,294 @@
+"""Telegram, with python-telegram-bot: long polling, or a webhook on the bot's own server.
+
+Private chats are direct messages; groups, supergroups and their forum topics are
+group places (a topic is the place's thread). In groups the bot answers as the
+profile's ``[groups]`` says: by default when mentioned (``@botname``), replied to,
+or given a command. With Telegram's privacy mode on (the default for bots) it only
+receives those messages anyway; see the README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import secrets
+import warnings
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from telegram import BotCommand, Update, User
+from telegram import Message as TgMessage
+from telegram.constants import ChatAction, ChatType, MessageEntityType, ReactionEmoji
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
+
+from adapters.base import EditingChannel, PlatformAdapter
+from core.commands import BUILTIN
+from core.errors import ConfigError
+from core.settings import Settings
+from core.types import Attachment, Message, Place, PlaceKind, Speaker
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+LIMIT = 4096  # telegram.constants.MessageLimit.MAX_TEXT_LENGTH
+TOKEN = re.compile(r"\d{3,12}:[A-Za-z0-9_-]{30,60}")
+SEND_ATTEMPTS = 5
+WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+ALLOWED_UPDATES = ["message"]
+# Telegram only accepts its own set of reaction emoji; near ones stand in for the rest.
+_REACTIONS = {e.value for e in ReactionEmoji}
+_REACTION_STAND_INS = {"🫂": "🤗", "😮": "🤯", "😊": "🥰"}
+
+
+def to_message(native: TgMessage, me: User) -> Message | None:
+    """A core message from a Telegram message, or None when it is not for the bot."""
+    user = native.from_user
+    if user is None or native.chat.type == ChatType.CHANNEL:
+        return None  # channel posts and anonymous senders have no person to answer
+    text = native.text or native.caption or ""
+    entities = native.parse_entities() if native.text else native.parse_caption_entities()
+    mentioned = False
+    username = (me.username or "").lower()
+    for entity, value in entities.items():
+        if entity.type == MessageEntityType.MENTION and value[1:].lower() == username:
+            mentioned = True
+        elif entity.type == MessageEntityType.TEXT_MENTION and entity.user is not None:
+            mentioned |= entity.user.id == me.id
+        elif entity.type == MessageEntityType.BOT_COMMAND and entity.offset == 0 and "@" in value:
+            if value.split("@", 1)[1].lower() != username:
+                return None  # a command for another bot
+            mentioned = True
+    replied = native.reply_to_message
+    if replied is not None and replied.forum_topic_created is not None:
+        replied = None  # in a forum topic, every message "replies" to the topic's start
+    if replied is not None and replied.from_user is not None:
+        mentioned |= replied.from_user.id == me.id
+    if me.username:
+        text = re.sub(rf"(?<!\w)@{re.escape(me.username)}\b", "", text, flags=re.I).strip()
+    private = native.chat.type == ChatType.PRIVATE
+    place = Place(
+        PLATFORM,
+        str(native.chat.id),
+        PlaceKind.DM if private else PlaceKind.GROUP,
+        thread=str(native.message_thread_id) if native.is_topic_message else "",
+    )
+    attachments: list[Attachment] = []
+    if native.document is not None:
+        doc = native.document
+        attachments.append(
+            Attachment(doc.file_name or "file", doc.mime_type or "", doc.file_size or 0)
+        )
+    if native.photo:
+        attachments.append(Attachment("photo.jpg", "image/jpeg", native.photo[-1].file_size or 0))
+    return Message(
+        Speaker(PLATFORM, str(user.id), user.full_name, user.is_bot),
+        place,
+        text,
+        id=str(native.message_id),
+        time=native.date,
+        mentions_bot=mentioned,
+        reply_to=str(replied.message_id) if replied is not None else "",
+        attachments=tuple(attachments),
+        raw=native,
+    )
+
+
+async def _call(what: str, call: Any) -> Any:
+    """Run a Bot API call, waiting out rate limits and brief network failures."""
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        try:
+            return await call()
+        except RetryAfter as error:
+            with warnings.catch_warnings():  # an int now, a timedelta in a later PTB
+                warnings.simplefilter("ignore")
+                wait = error.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+            log.warning("telegram: rate limited while %s; retrying in %.1f s", what, seconds)
+            await asyncio.sleep(seconds)
+        except NetworkError as error:  # TimedOut included; BadRequest is not retried
+            if isinstance(error, BadRequest) or attempt == SEND_ATTEMPTS:
+                raise
+            log.warning("telegram: %s failed (%s); retrying", what, error)
+            await asyncio.sleep(min(2.0**attempt, 30.0))
+    raise RuntimeError(f"telegram: gave up {what} after {SEND_ATTEMPTS} rate limits")
+
+
+class TelegramChannel(EditingChannel[TgMessage]):
+    limit = LIMIT
+    typing_every = 4.5  # the indicator lasts five seconds
+
+    def __init__(self, native: TgMessage) -> None:
+        super().__init__()
+        self.native = native
+        # Telegram allows about one message a second in a chat and twenty a minute in a
+        # group; streamed edits stay well within both.
+        self.edit_every = 1.0 if native.chat.type == ChatType.PRIVATE else 3.0
+        self.thread = native.message_thread_id if native.is_topic_message else None
+
+    async def show_typing(self) -> None:
+        await self.native.get_bot().send_chat_action(
+            self.native.chat_id, ChatAction.TYPING, message_thread_id=self.thread
+        )
+
+    async def post(self, text: str, *, first: bool) -> TgMessage:
+        if first:
+            return await _call("replying", lambda: self.native.reply_text(text))  # type: ignore[no-any-return]
+        bot = self.native.get_bot()
+        return await _call(  # type: ignore[no-any-return]
+            "sending",
+            lambda: bot.send_message(self.native.chat_id, text, message_thread_id=self.thread),
+        )
+
+    async def edit(self, handle: TgMessage, text: str) -> None:
+        try:
+            await _call("editing", lambda: handle.edit_text(text))
+        except BadRequest as error:
+            if "not modified" not in str(error).lower():
+                raise
+
+    async def react(self, emoji: str) -> None:
+        emoji = _REACTION_STAND_INS.get(emoji, emoji)
+        if emoji in _REACTIONS:
+            await self.native.set_reaction(emoji)
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    """The port a site listens on (useful when it was asked for port 0)."""
+    server: Any = site._server
+    sockets = getattr(server, "sockets", None) or ()
+    return int(sockets[0].getsockname()[1]) if sockets else 0
+
+
+class TelegramAdapter(PlatformAdapter):
+    platform = PLATFORM
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        token = settings.telegram_bot_token.get_secret_value()
+        if not TOKEN.fullmatch(token):
+            raise ConfigError(
+                "invalid setting TELEGRAM_BOT_TOKEN: it should look like 123456789:AAE... "
+                "(the token @BotFather gave you)"
+            )
+        base = settings.telegram_api_base_url.rstrip("/")
+        self.app: Application[Any, Any, Any, Any, Any, Any] = (
+            ApplicationBuilder()
+            .token(token)
+            .base_url(f"{base}/bot")
+            .base_file_url(f"{base}/file/bot")
+            .concurrent_updates(True)  # the core keeps each conversation in order
+            .build()
+        )
+        self.app.add_handler(MessageHandler(filters.ALL, self._on_update))
+        self.app.add_error_handler(self._on_error)
+        self.webhook_secret = (
+            settings.telegram_webhook_secret.get_secret_value() or secrets.token_urlsafe(32)
+        )
+        self._runner: web.AppRunner | None = None
+        self.webhook_port = 0
+
+    @property
+    def me(self) -> User:
+        me: User = self.app.bot.bot
+        return me
+
+    async def login(self) -> None:
+        try:
+            await self.app.initialize()  # getMe: checks the token
+        except InvalidToken:
+            raise ConfigError(
+                "TELEGRAM_BOT_TOKEN was refused by Telegram: check it with @BotFather"
+            ) from None
+        except TelegramError as error:
+            raise ConfigError(
+                f"cannot reach Telegram at TELEGRAM_API_BASE_URL "
+                f"({self.settings.telegram_api_base_url}): {type(error).__name__}"
+            ) from None
+        log.info("telegram: logged in as @%s", self.me.username)
+
+    async def start(self, bot: Any) -> None:
+        await super().start(bot)
+        await self.app.start()
+        try:  # the command menu in Telegram's apps; nice to have
+            await self.app.bot.set_my_commands(
+                [BotCommand(c.name, c.help[:256]) for c in BUILTIN.values()]
+            )
+        except TelegramError as error:
+            log.warning("telegram: could not set the command menu: %s", error)
+        if self.settings.telegram_webhook_url:
+            await self._start_webhook()
+        else:
+            assert self.app.updater is not None
+            await self.app.updater.start_polling(
+                allowed_updates=ALLOWED_UPDATES, error_callback=self._on_polling_error
+            )
+            log.info("telegram: long polling")
+
+    async def _start_webhook(self) -> None:
+        url = self.settings.telegram_webhook_url
+        server = web.Application(client_max_size=1 << 20)
+        server.router.add_post(urlsplit(url).path or "/", self._on_webhook)
+        self._runner = web.AppRunner(server, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.settings.telegram_webhook_host, self.settings.telegram_webhook_port
+        )
+        await site.start()
+        self.webhook_port = _bound_port(site)
+        await _call(
+            "setting the webhook",
+            lambda: self.app.bot.set_webhook(
+                url, allowed_updates=ALLOWED_UPDATES, secret_token=self.webhook_secret
+            ),
+        )
+        log.info("telegram: webhook at %s (listening on port %d)", url, self.webhook_port)
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        given = request.headers.get(WEBHOOK_SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
+            log.warning("telegram: webhook call with a wrong secret from %s", request.remote)
+            return web.Response(status=403)
+        if not self.accepting:
+            return web.Response(status=503)  # Telegram delivers it again later
+        try:
+            update = Update.de_json(json.loads(await request.read()), self.app.bot)
+        except (ValueError, TypeError, KeyError):
+            log.warning("telegram: malformed webhook update dropped")
+            return web.Response(status=400)
+        if self.seen.first_time(f"update/{update.update_id}"):
+            await self.app.update_queue.put(update)
+        return web.Response()
+
+    async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if not isinstance(update, Update) or update.message is None:
+            return
+        try:
+            message = to_message(update.message, self.me)
+        except Exception:
+            log.exception("telegram: could not read an update; it is dropped")
+            return
+        await self.deliver(message, TelegramChannel(update.message))
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram: error handling an update", exc_info=context.error)
+
+    def _on_polling_error(self, error: TelegramError) -> None:
+        log.warning("telegram: polling failed (%s); retrying", error)
+
+    async def stop_intake(self) -> None:
+        await super().stop_intake()
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
