@@ -20,6 +20,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from aiohttp import web
+
 from core.types import Message, Reply
 
 if TYPE_CHECKING:
@@ -265,3 +267,10 @@ class PlatformAdapter(abc.ABC):
             await self.bot.handle(message, channel)
         except Exception:
             log.exception("%s: a turn failed", self.platform)
+
+
+def bound_port(site: web.TCPSite) -> int:
+    """The port a site listens on (useful when it was asked for port 0)."""
+    server: Any = site._server
+    sockets = getattr(server, "sockets", None) or ()
+    return int(sockets[0].getsockname()[1]) if sockets else 0

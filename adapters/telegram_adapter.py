@@ -27,7 +27,7 @@ from telegram.constants import ChatAction, ChatType, MessageEntityType, Reaction
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
-from adapters.base import EditingChannel, PlatformAdapter
+from adapters.base import EditingChannel, PlatformAdapter, bound_port
 from core.commands import BUILTIN
 from core.errors import ConfigError
 from core.settings import Settings
@@ -158,13 +158,6 @@ class TelegramChannel(EditingChannel[TgMessage]):
             await self.native.set_reaction(emoji)
 
 
-def _bound_port(site: web.TCPSite) -> int:
-    """The port a site listens on (useful when it was asked for port 0)."""
-    server: Any = site._server
-    sockets = getattr(server, "sockets", None) or ()
-    return int(sockets[0].getsockname()[1]) if sockets else 0
-
-
 class TelegramAdapter(PlatformAdapter):
     platform = PLATFORM
 
@@ -240,7 +233,7 @@ class TelegramAdapter(PlatformAdapter):
             self._runner, self.settings.telegram_webhook_host, self.settings.telegram_webhook_port
         )
         await site.start()
-        self.webhook_port = _bound_port(site)
+        self.webhook_port = bound_port(site)
         await _call(
             "setting the webhook",
             lambda: self.app.bot.set_webhook(

@@ -144,7 +144,9 @@ class FakeTelegram:
         if not self.updates and timeout:
             async with self._changed:
                 try:
-                    await asyncio.wait_for(self._changed.wait_for(lambda: bool(self.updates)), timeout)
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: bool(self.updates)), timeout
+                    )
                 except TimeoutError:
                     pass
         return list(self.updates)

@@ -241,7 +241,9 @@ async def test_a_refused_token_fails_at_login_without_showing_it(
 
 def test_a_malformed_token_is_refused_before_connecting(tmp_path: Path) -> None:
     settings = Settings(
-        data_dir=tmp_path, telegram_bot_token="not-a-token", _env_file=None  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        telegram_bot_token="not-a-token",
+        _env_file=None,  # type: ignore[call-arg]
     )
     with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN") as error:
         TelegramAdapter(settings)

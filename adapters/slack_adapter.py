@@ -1,0 +1,291 @@
+"""Slack, with slack-bolt (async): Socket Mode or the HTTP Events API.
+
+Direct messages (``im``) are private places; channels, private channels and group
+DMs are group places where the bot answers as the profile's ``[groups]`` says (by
+default when mentioned). A message in a thread is answered in that thread. Slack
+keeps messages that start with ``/`` for slash commands, so the bot's commands go
+through one slash command (``/socialbot help``) and are answered privately.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.base import EditingChannel, PlatformAdapter, bound_port, split_text
+from core.errors import ConfigError
+from core.settings import Settings
+from core.types import Attachment, Message, Place, PlaceKind, Reply, Speaker
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+LIMIT = 4000  # Slack truncates at 40,000 characters and asks for at most about 4,000
+EVENTS_PATH = "/slack/events"
+RATE_LIMIT_RETRIES = 5
+# Message subtypes that are a person (or bot) saying something; edits, deletions,
+# joins and the like are not turns.
+_SAYING = {None, "file_share", "thread_broadcast", "bot_message", "me_message"}
+# Slack reacts with emoji names, not characters.
+_EMOJI_NAMES = {
+    "🎉": "tada",
+    "🫂": "people_hugging",
+    "🤗": "hugging_face",
+    "😮": "open_mouth",
+    "❤️": "heart",
+    "👍": "+1",
+    "😊": "blush",
+}
+
+
+def to_message(event: dict[str, Any], team_id: str, bot_user_id: str) -> Message | None:
+    """A core message from a Slack ``message`` or ``app_mention`` event, or None."""
+    if event.get("subtype") not in _SAYING or event.get("hidden"):
+        return None
+    user = event.get("user") or event.get("bot_id")
+    channel = event.get("channel")
+    if not user or not channel or user == bot_user_id:
+        return None
+    channel_type = event.get("channel_type") or ("im" if channel.startswith("D") else "channel")
+    text = str(event.get("text") or "")
+    mention = f"<@{bot_user_id}>"
+    mentioned = event.get("type") == "app_mention" or (bool(bot_user_id) and mention in text)
+    text = html.unescape(re.sub(rf"{re.escape(mention)}\s?", "", text)).strip()
+    profile = event.get("user_profile") or {}
+    name = profile.get("display_name") or profile.get("real_name") or str(user)
+    files = tuple(
+        Attachment(f.get("name", "file"), f.get("mimetype", ""), int(f.get("size") or 0))
+        for f in event.get("files") or ()
+    )
+    return Message(
+        Speaker(PLATFORM, str(user), name, is_bot=bool(event.get("bot_id"))),
+        Place(
+            PLATFORM,
+            channel,
+            PlaceKind.DM if channel_type == "im" else PlaceKind.GROUP,
+            workspace=team_id or str(event.get("team") or ""),
+            thread=str(event.get("thread_ts") or ""),
+        ),
+        text,
+        id=str(event.get("ts") or ""),
+        mentions_bot=mentioned,
+        attachments=files,
+        raw=event,
+    )
+
+
+def _escape(text: str) -> str:
+    """Slack reads &, < and > as markup; escape them so text shows as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class SlackChannel(EditingChannel[str]):
+    """Replies in the user's thread (or at top level); the handle is the message's ts.
+
+    Slack has no typing indicator for bots: a placeholder message stands in for it
+    and is then edited into the reply as it streams.
+    """
+
+    limit = LIMIT
+    edit_every = 1.2  # chat.update allows about 50 calls a minute
+    placeholder = "…"
+
+    def __init__(self, client: AsyncWebClient, message: Message) -> None:
+        super().__init__()
+        self.client = client
+        self.message = message
+        self.channel = message.place.channel
+        self.thread = message.place.thread or None
+
+    async def typing(self) -> None:
+        if self._handle is None:
+            try:
+                self._handle = await self.post(self.placeholder, first=True)
+                self._shown = self.placeholder
+            except SlackApiError as error:
+                log.debug("slack: no placeholder: %s", error)
+
+    async def show_typing(self) -> None:  # the placeholder is posted once, in typing()
+        return
+
+    async def post(self, text: str, *, first: bool) -> str:
+        response = await self.client.chat_postMessage(
+            channel=self.channel, text=_escape(text), thread_ts=self.thread
+        )
+        return str(response["ts"])
+
+    async def edit(self, handle: str, text: str) -> None:
+        await self.client.chat_update(channel=self.channel, ts=handle, text=_escape(text))
+
+    async def react(self, emoji: str) -> None:
+        name = _EMOJI_NAMES.get(emoji) or (emoji.strip(":") if emoji.startswith(":") else "")
+        if name and self.message.id:
+            await self.client.reactions_add(
+                channel=self.channel, timestamp=self.message.id, name=name
+            )
+
+
+class CommandChannel(EditingChannel[None]):
+    """Answers a slash command privately (an ephemeral message to the user)."""
+
+    limit = LIMIT
+
+    def __init__(self, respond: Any) -> None:
+        super().__init__(stream=False)
+        self.respond = respond
+
+    async def show_typing(self) -> None:
+        return
+
+    async def post(self, text: str, *, first: bool) -> None:
+        await self.respond(text=_escape(text), response_type="ephemeral")
+
+    async def edit(self, handle: None, text: str) -> None:
+        raise AssertionError("command answers are not streamed")
+
+    async def send(self, reply: Reply) -> None:
+        for part in split_text(reply.text, self.limit):
+            await self.post(part, first=False)
+
+
+class SlackAdapter(PlatformAdapter):
+    platform = PLATFORM
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        token = settings.slack_bot_token.get_secret_value()
+        app_token = settings.slack_app_token.get_secret_value()
+        secret = settings.slack_signing_secret.get_secret_value()
+        if not token.startswith("xoxb-"):
+            raise ConfigError(
+                "invalid setting SLACK_BOT_TOKEN: it should start with xoxb- (the Bot User "
+                "OAuth Token from your app's OAuth & Permissions page)"
+            )
+        if app_token and not app_token.startswith("xapp-"):
+            raise ConfigError(
+                "invalid setting SLACK_APP_TOKEN: it should start with xapp- (an app-level "
+                "token with connections:write, for Socket Mode)"
+            )
+        if not app_token and not secret:
+            raise ConfigError(
+                "Slack needs SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP "
+                "Events API) besides SLACK_BOT_TOKEN"
+            )
+        self.socket_mode = bool(app_token)
+        self.client = AsyncWebClient(token=token, base_url=settings.slack_api_base_url)
+        self.client.retry_handlers.append(
+            AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)
+        )
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=secret or None,
+            request_verification_enabled=not self.socket_mode,
+            logger=logging.getLogger("slack_bolt"),
+        )
+        self.app.event("message")(self._on_event)
+        self.app.event("app_mention")(self._on_event)
+        self.app.command(settings.slack_command)(self._on_command)
+        self._app_token = app_token
+        self._handler: AsyncSocketModeHandler | None = None
+        self._runner: web.AppRunner | None = None
+        self.http_port = 0
+        self.bot_user_id = ""
+        self.team_id = ""
+
+    async def login(self) -> None:
+        try:
+            identity = await self.client.auth_test()
+        except SlackApiError as error:
+            raise ConfigError(
+                f"SLACK_BOT_TOKEN was refused by Slack ({error.response.get('error')})"
+            ) from None
+        except OSError as error:
+            raise ConfigError(
+                f"cannot reach Slack at SLACK_API_BASE_URL ({self.settings.slack_api_base_url}):"
+                f" {type(error).__name__}"
+            ) from None
+        self.bot_user_id = str(identity.get("user_id") or "")
+        self.team_id = str(identity.get("team_id") or "")
+        log.info("slack: logged in as %s in %s", identity.get("user"), identity.get("team"))
+
+    async def start(self, bot: Any) -> None:
+        await super().start(bot)
+        if self.socket_mode:
+            self._handler = AsyncSocketModeHandler(self.app, self._app_token)
+            try:
+                await self._handler.connect_async()
+            except SlackApiError as error:
+                raise ConfigError(
+                    f"SLACK_APP_TOKEN was refused by Slack ({error.response.get('error')})"
+                ) from None
+            log.info("slack: connected in Socket Mode")
+            return
+        self._runner = web.AppRunner(self.app.web_app(path=EVENTS_PATH), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.settings.slack_http_host, self.settings.slack_http_port
+        )
+        await site.start()
+        self.http_port = bound_port(site)
+        log.info(
+            "slack: Events API at http://%s:%d%s",
+            self.settings.slack_http_host,
+            self.http_port,
+            EVENTS_PATH,
+        )
+
+    async def _on_event(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if not self.seen.first_time(f"event/{body.get('event_id', '')}"):
+            log.info("slack: dropped a redelivered event")
+            return
+        try:
+            message = to_message(event, str(body.get("team_id") or self.team_id), self.bot_user_id)
+        except Exception:
+            log.exception("slack: could not read an event; it is dropped")
+            return
+        if message is not None:
+            await self.deliver(message, SlackChannel(self.client, message))
+
+    async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        await ack()
+        words = str(command.get("text") or "").strip() or "help"
+        channel = str(command.get("channel_id") or "")
+        private = channel.startswith("D") or command.get("channel_name") == "directmessage"
+        message = Message(
+            Speaker(PLATFORM, str(command.get("user_id")), str(command.get("user_name") or "")),
+            Place(
+                PLATFORM,
+                channel,
+                PlaceKind.DM if private else PlaceKind.GROUP,
+                workspace=str(command.get("team_id") or self.team_id),
+            ),
+            "/" + words.lstrip("/"),
+            id=str(command.get("trigger_id") or ""),
+            mentions_bot=True,
+            raw=command,
+        )
+        await self.deliver(message, CommandChannel(respond))
+
+    async def stop_intake(self) -> None:
+        await super().stop_intake()
+        # Slack delivers what it could not hand over again later, or to another instance.
+        if self._handler is not None:
+            await self._handler.disconnect_async()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def close(self) -> None:
+        if self._handler is not None:
+            await self._handler.close_async()
+        if self._runner is not None:
+            await self._runner.cleanup()
