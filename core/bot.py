@@ -122,6 +122,10 @@ class Bot:
         turn = pipeline.Turn(self, message, channel)
         return await self._order.run(message.place.conversation, lambda: pipeline.run(turn))
 
+    async def idle(self) -> None:
+        """Wait until every turn accepted so far has finished (its reply sent)."""
+        await self._order.drain()
+
     @property
     def busy_conversations(self) -> int:
         return len(self._order)

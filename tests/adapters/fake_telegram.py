@@ -103,12 +103,12 @@ class FakeTelegram:
                 latest[call.params["_message_id"]] = call.params.get("text", "")
         return list(latest.values())
 
-    async def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> None:
+    async def wait_for(self, method: str, count: int = 1, within: float = 10.0) -> None:
         async def enough() -> None:
             async with self._changed:
                 await self._changed.wait_for(lambda: len(self.sent(method)) >= count)
 
-        await asyncio.wait_for(enough(), timeout)
+        await asyncio.wait_for(enough(), within)
 
     # --- the Bot API ---------------------------------------------------------------------
     async def _notify(self) -> None:

@@ -93,9 +93,8 @@ async def running(
 async def settled(running: Running) -> None:
     bot = running.adapter.bot
     assert bot is not None
-    await asyncio.sleep(0.05)
-    while bot.busy_conversations:
-        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.05)  # let events already received reach the bot
+    await bot.idle()
 
 
 def dm(fake: FakeSlack, text: str, **more: Any) -> dict[str, Any]:

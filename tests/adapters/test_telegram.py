@@ -56,9 +56,8 @@ async def settled(running: Running) -> None:
     """Wait until the bot has no turn queued or running."""
     bot = running.adapter.bot
     assert bot is not None
-    await asyncio.sleep(0.05)
-    while bot.busy_conversations:
-        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.05)  # let events already received reach the bot
+    await bot.idle()
 
 
 @pytest.fixture
@@ -185,7 +184,7 @@ async def test_polling_survives_a_server_error(running: Running) -> None:
     fake.fail_next("getUpdates", 502)
     await asyncio.sleep(0.2)
     fake.update(fake.message("still there?"))
-    await fake.wait_for("sendMessage", timeout=15)
+    await fake.wait_for("sendMessage", within=15)
     await settled(running)
     assert fake.texts() == ["echo: still there?"]
 
@@ -194,7 +193,7 @@ async def test_polling_survives_a_server_error(running: Running) -> None:
 async def test_replies_are_streamed_by_editing_the_message(running: Running) -> None:
     running.generator.delay = 0.08
     running.fake.update(running.fake.message("stream please"))
-    await running.fake.wait_for("editMessageText", timeout=15)
+    await running.fake.wait_for("editMessageText", within=15)
     await settled(running)
     edits = running.fake.sent("editMessageText")
     assert edits[-1]["text"] == ("a reply that is streamed word by word " * 4).strip()
