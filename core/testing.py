@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from core.adapter import CollectingChannel
 from core.bot import Bot
@@ -89,7 +90,7 @@ async def open_bot(
         await bot.close()
 
 
-async def say(bot: Bot, text: str, **where: str) -> TurnResult:
+async def say(bot: Bot, text: str, **where: Any) -> TurnResult:
     """Send ``text`` (see :func:`message` for ``where``) and return the turn's result."""
     return await bot.handle(message(text, **where), CollectingChannel())
 

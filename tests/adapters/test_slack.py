@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 
 from adapters.slack_adapter import EVENTS_PATH, SlackAdapter, to_message
 from core import testing
@@ -44,14 +45,14 @@ class Running:
 
 def slack_settings(tmp_path: Path, fake: FakeSlack, mode: str = "socket") -> Settings:
     extra: dict[str, Any] = (
-        {"slack_app_token": APP_TOKEN}
+        {"slack_app_token": SecretStr(APP_TOKEN)}
         if mode == "socket"
-        else {"slack_signing_secret": SIGNING_SECRET, "slack_http_port": 0}
+        else {"slack_signing_secret": SecretStr(SIGNING_SECRET), "slack_http_port": 0}
     )
     return Settings(
         data_dir=tmp_path / "data",
         cache_dir=tmp_path / "cache",
-        slack_bot_token=BOT_TOKEN,
+        slack_bot_token=SecretStr(BOT_TOKEN),
         slack_api_base_url=fake.url + "/api/",
         _env_file=None,  # type: ignore[call-arg]
         **extra,
@@ -261,7 +262,7 @@ async def test_a_refused_token_fails_at_login_without_showing_it(
     ],
 )
 def test_wrong_credentials_are_named_before_connecting(
-    tmp_path: Path, values: dict[str, str], named: str
+    tmp_path: Path, values: dict[str, Any], named: str
 ) -> None:
     settings = Settings(data_dir=tmp_path, _env_file=None, **values)  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match=named) as error:

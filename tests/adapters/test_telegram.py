@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 from telegram import Message as TgMessage
 from telegram import User
 
@@ -45,7 +46,7 @@ def telegram_settings(tmp_path: Path, fake: FakeTelegram, **more: Any) -> Settin
     return Settings(
         data_dir=tmp_path / "data",
         cache_dir=tmp_path / "cache",
-        telegram_bot_token=TOKEN,
+        telegram_bot_token=SecretStr(TOKEN),
         telegram_api_base_url=fake.url,
         _env_file=None,  # type: ignore[call-arg]
         **more,
@@ -241,7 +242,7 @@ async def test_a_refused_token_fails_at_login_without_showing_it(
 def test_a_malformed_token_is_refused_before_connecting(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path,
-        telegram_bot_token="not-a-token",
+        telegram_bot_token=SecretStr("not-a-token"),
         _env_file=None,  # type: ignore[call-arg]
     )
     with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN") as error:
@@ -250,7 +251,7 @@ def test_a_malformed_token_is_refused_before_connecting(tmp_path: Path) -> None:
 
 
 # --- conversion of recorded payloads ----------------------------------------------------
-ME = User(BOT["id"], "Sol", True, username="sol_bot")
+ME = User(int(str(BOT["id"])), "Sol", True, username="sol_bot")
 
 
 def _recorded(name: str) -> TgMessage:

@@ -1,0 +1,360 @@
+"""A fake Discord REST API and gateway on 127.0.0.1, for the real discord.py client.
+
+REST under ``/api/v10``: the login calls, messages (create, edit; over 2,000
+characters is refused as Discord does), typing, reactions, ``/gateway/bot``. The
+gateway at ``/gw`` says HELLO, answers IDENTIFY with READY and GUILD_CREATE (one
+guild, a text channel and a thread), RESUME with RESUMED, heartbeats with acks, and
+sends the MESSAGE_CREATE events tests push.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+TOKEN = "MTEzNzQyNDI0MjQyNDI0MjQy.GfAkE0.fake-discord-token-for-loopback-tests"
+BOT_ID = "1137424242424242424"
+APP_ID = "1137424242424242000"
+GUILD = "900000000000000001"
+CHANNEL = "900000000000000010"
+THREAD = "900000000000000020"
+DM_CHANNEL = "900000000000000030"
+NOW = datetime(2026, 11, 23, tzinfo=UTC).isoformat()
+BOT_USER = {
+    "id": BOT_ID,
+    "username": "Sol",
+    "discriminator": "0",
+    "global_name": None,
+    "avatar": None,
+    "bot": True,
+    "flags": 0,
+}
+
+
+def user(n: int, *, bot: bool = False) -> dict[str, Any]:
+    return {
+        "id": str(800000000000000000 + n),
+        "username": f"user{n}",
+        "discriminator": "0",
+        "global_name": f"User {n}",
+        "avatar": None,
+        "bot": bot,
+    }
+
+
+def _member(who: dict[str, Any]) -> dict[str, Any]:
+    return {"user": who, "roles": [], "joined_at": NOW, "deaf": False, "mute": False, "flags": 0}
+
+
+def guild_create() -> dict[str, Any]:
+    return {
+        "id": GUILD,
+        "name": "Fake Guild",
+        "owner_id": user(1)["id"],
+        "unavailable": False,
+        "large": False,
+        "member_count": 3,
+        "features": [],
+        "emojis": [],
+        "stickers": [],
+        "roles": [
+            {
+                "id": GUILD,
+                "name": "@everyone",
+                "permissions": "1071698660929",
+                "position": 0,
+                "color": 0,
+                "hoist": False,
+                "managed": False,
+                "mentionable": False,
+                "flags": 0,
+            }
+        ],
+        "channels": [
+            {
+                "id": CHANNEL,
+                "type": 0,
+                "name": "general",
+                "position": 0,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+            }
+        ],
+        "threads": [
+            {
+                "id": THREAD,
+                "guild_id": GUILD,
+                "parent_id": CHANNEL,
+                "owner_id": user(1)["id"],
+                "type": 11,
+                "name": "a thread",
+                "message_count": 1,
+                "member_count": 2,
+                "rate_limit_per_user": 0,
+                "thread_metadata": {
+                    "archived": False,
+                    "auto_archive_duration": 1440,
+                    "archive_timestamp": NOW,
+                    "locked": False,
+                },
+            }
+        ],
+        "members": [_member(BOT_USER)],
+        "voice_states": [],
+        "presences": [],
+        "stage_instances": [],
+        "guild_scheduled_events": [],
+        "verification_level": 0,
+        "default_message_notifications": 0,
+        "explicit_content_filter": 0,
+        "mfa_level": 0,
+        "premium_tier": 0,
+        "system_channel_flags": 0,
+        "nsfw_level": 0,
+        "preferred_locale": "en-US",
+        "joined_at": NOW,
+    }
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeDiscord:
+    token: str = TOKEN
+    calls: list[Call] = field(default_factory=list)
+    identifies: list[dict[str, Any]] = field(default_factory=list)
+    resumes: int = 0
+    url: str = ""
+    rate_limit_next: int = 0
+    _sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _runner: web.AppRunner | None = None
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}/api/v10"
+
+    @property
+    def gateway(self) -> str:
+        return self.url.replace("http", "ws") + "/gw"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/gw", self._gateway)
+        app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # --- what tests use ------------------------------------------------------------------
+    def snowflake(self) -> str:
+        return str(1200000000000000000 + next(self._ids))
+
+    def message(
+        self,
+        content: str,
+        *,
+        author: dict[str, Any] | None = None,
+        channel: str = CHANNEL,
+        guild: bool = True,
+        mentions: list[dict[str, Any]] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        author = author or user(1)
+        data: dict[str, Any] = {
+            "id": self.snowflake(),
+            "channel_id": channel,
+            "author": author,
+            "content": content,
+            "timestamp": NOW,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": mentions or [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            **extra,
+        }
+        if guild:
+            data["guild_id"] = GUILD
+            data["member"] = {k: v for k, v in _member(author).items() if k != "user"}
+        return data
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        for socket in list(self._sockets):
+            await self._send(socket, event, data)
+
+    async def drop_connections(self) -> None:
+        """Close every gateway connection the way a network drop or Discord would."""
+        for socket in list(self._sockets):
+            await socket.close(code=4000, message=b"unknown error")
+
+    def sent(self, method: str = "POST", suffix: str = "/messages") -> list[dict[str, Any]]:
+        return [c.body for c in self.calls if c.method == method and c.path.endswith(suffix)]
+
+    def texts(self) -> list[str]:
+        """What each message the bot sent says now, after its edits, in order."""
+        latest: dict[str, str] = {}
+        for call in self.calls:
+            if call.path.endswith("/messages") and call.method == "POST" and "_id" in call.body:
+                latest[call.body["_id"]] = call.body.get("content", "")
+            elif call.method == "PATCH" and "_id" in call.body:
+                latest[call.body["_id"]] = call.body.get("content", "")
+        return list(latest.values())
+
+    async def wait(self, predicate: Any, within: float = 10.0) -> None:
+        async def enough() -> None:
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+        await asyncio.wait_for(enough(), within)
+
+    async def wait_sent(self, count: int = 1, within: float = 10.0) -> None:
+        await self.wait(lambda: len(self.sent()) >= count, within)
+
+    # --- the server ----------------------------------------------------------------------
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _send(self, socket: web.WebSocketResponse, event: str, data: Any) -> None:
+        frame = {"op": 0, "t": event, "s": next(self._seq), "d": data}
+        await socket.send_str(json.dumps(frame))
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        await socket.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
+        async for frame in socket:
+            if frame.type != WSMsgType.TEXT:
+                continue
+            payload = json.loads(frame.data)
+            op = payload.get("op")
+            if op == 1:
+                await socket.send_str(json.dumps({"op": 11}))
+            elif op == 2:
+                self.identifies.append(payload["d"])
+                self._sockets.append(socket)
+                shard = payload["d"].get("shard")
+                ready = {
+                    "v": 10,
+                    "user": BOT_USER,
+                    "session_id": f"session-{len(self.identifies)}",
+                    "resume_gateway_url": self.gateway,
+                    "guilds": [{"id": GUILD, "unavailable": True}],
+                    "application": {"id": APP_ID, "flags": 0},
+                    **({"shard": shard} if shard else {}),
+                }
+                await self._send(socket, "READY", ready)
+                await self._send(socket, "GUILD_CREATE", guild_create())
+                await self._notify()
+            elif op == 6:
+                self.resumes += 1
+                self._sockets.append(socket)
+                await self._send(socket, "RESUMED", {})
+                await self._notify()
+        if socket in self._sockets:
+            self._sockets.remove(socket)
+        return socket
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["path"]
+        if request.headers.get("Authorization") != f"Bot {self.token}":
+            return _json({"message": "401: Unauthorized", "code": 0}, 401)
+        body: dict[str, Any] = {}
+        if request.can_read_body:
+            if request.content_type == "multipart/form-data":
+                form = await request.post()
+                body = json.loads(str(form.get("payload_json", "{}")))
+            else:
+                body = await request.json()
+        call = Call(request.method, path, body)
+        if path == "/users/@me":
+            return _json(BOT_USER)
+        if path == "/oauth2/applications/@me":
+            return _json(
+                {
+                    "id": APP_ID,
+                    "name": "Sol",
+                    "icon": None,
+                    "description": "",
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "owner": user(1),
+                    "verify_key": "0" * 64,
+                    "flags": 0,
+                }
+            )
+        if path == "/gateway/bot":
+            limits = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+            return _json({"url": self.gateway, "shards": 1, "session_start_limit": limits})
+        self.calls.append(call)
+        await self._notify()
+        if path.endswith("/typing") or "/reactions/" in path:
+            return web.Response(status=204)
+        if path.endswith("/messages") or request.method == "PATCH":
+            if self.rate_limit_next:
+                self.rate_limit_next -= 1
+                call.body = {"rate_limited": True}
+                return _json(
+                    {"message": "You are being rate limited.", "retry_after": 0.3, "global": False},
+                    429,
+                    headers={
+                        "Retry-After": "0.3",
+                        "Via": "1.1 google",
+                        "X-RateLimit-Scope": "user",
+                    },
+                )
+            if len(body.get("content") or "") > 2000:
+                call.body = {"refused": True}
+                errors = {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH"}]}}
+                return _json({"message": "Invalid Form Body", "code": 50035, "errors": errors}, 400)
+            channel = path.split("/")[2]
+            message_id = path.split("/")[4] if request.method == "PATCH" else self.snowflake()
+            body["_id"] = message_id
+            sent = self.message(
+                body.get("content", ""),
+                author=BOT_USER,
+                channel=channel,
+                guild=channel != DM_CHANNEL,
+            )
+            sent["id"] = message_id
+            if "message_reference" in body:
+                sent["type"] = 19
+                sent["message_reference"] = body["message_reference"]
+            return _json(sent)
+        return _json({})
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # discord.py reads JSON only when the content type is exactly application/json.
+    return web.Response(
+        status=status,
+        body=json.dumps(data).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )

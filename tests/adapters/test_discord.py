@@ -1,0 +1,308 @@
+"""The Discord adapter end to end: the real discord.py client (its HTTP, rate-limit and
+gateway code), a fake REST API and gateway on 127.0.0.1, and the real core with the
+fake generator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+from pydantic import SecretStr
+
+from adapters.discord_adapter import DiscordAdapter, intents, to_message
+from core import testing
+from core.errors import ConfigError
+from core.generation.fake import FakeGenerator, Script, echo
+from core.settings import Settings
+from core.types import PlaceKind
+from tests.adapters.fake_discord import (
+    BOT_USER,
+    CHANNEL,
+    DM_CHANNEL,
+    GUILD,
+    THREAD,
+    TOKEN,
+    FakeDiscord,
+    guild_create,
+    user,
+)
+
+PAYLOADS = Path(__file__).parent / "payloads"
+
+
+@dataclass
+class Running:
+    fake: FakeDiscord
+    adapter: DiscordAdapter
+    generator: FakeGenerator
+
+
+def discord_settings(tmp_path: Path, fake: FakeDiscord, **more: Any) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        cache_dir=tmp_path / "cache",
+        discord_bot_token=SecretStr(TOKEN),
+        discord_api_base_url=fake.api,
+        discord_gateway_url=fake.gateway,
+        _env_file=None,  # type: ignore[call-arg]
+        **more,
+    )
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    server = FakeDiscord()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def script() -> Script:
+    return echo
+
+
+@pytest.fixture
+async def running(
+    tmp_path: Path, fake: FakeDiscord, script: Script, request: pytest.FixtureRequest
+) -> AsyncIterator[Running]:
+    settings = discord_settings(tmp_path, fake, **getattr(request, "param", {}))
+    generator = FakeGenerator(script, delay=0.01)
+    async with testing.open_bot(settings.data_dir, settings=settings, generator=generator) as bot:
+        adapter = DiscordAdapter(settings, ready_timeout=0.1)
+        await adapter.login()
+        await adapter.start(bot)
+        try:
+            yield Running(fake, adapter, generator)
+        finally:
+            await adapter.stop_intake()
+    await adapter.close()
+
+
+async def settled(running: Running) -> None:
+    bot = running.adapter.bot
+    assert bot is not None
+    await asyncio.sleep(0.1)  # let events already received reach the bot
+    await bot.idle()
+
+
+def addressed(fake: FakeDiscord, text: str, **more: Any) -> dict[str, Any]:
+    """A guild message that mentions the bot."""
+    return fake.message(f"<@{BOT_USER['id']}> {text}", mentions=[BOT_USER], **more)
+
+
+async def test_a_direct_message_is_answered_as_a_reply_after_typing(running: Running) -> None:
+    fake = running.fake
+    sent = fake.message("hello there", channel=DM_CHANNEL, guild=False)
+    await fake.dispatch("MESSAGE_CREATE", sent)
+    await fake.wait_sent()
+    await settled(running)
+    assert fake.texts() == ["echo: hello there"]
+    (reply,) = fake.sent()
+    assert str(reply["message_reference"]["message_id"]) == sent["id"]
+    assert reply["allowed_mentions"]["parse"] == []  # generated text never pings anyone
+    paths = [c.path for c in fake.calls]
+    assert paths.index(f"/channels/{DM_CHANNEL}/typing") < paths.index(
+        f"/channels/{DM_CHANNEL}/messages"
+    )
+
+
+async def test_in_a_guild_channel_mentions_and_replies_to_the_bot_are_answered(
+    running: Running,
+) -> None:
+    fake = running.fake
+    await fake.dispatch("MESSAGE_CREATE", fake.message("just chatting, no bot needed"))
+    await fake.dispatch("MESSAGE_CREATE", addressed(fake, "what do you think?"))
+    await fake.wait_sent()
+    await settled(running)
+    assert fake.texts() == ["echo: User 1: what do you think?"]
+
+    earlier = fake.message("an earlier answer", author=BOT_USER)
+    reply = fake.message(
+        "thanks, and one more thing",
+        type=19,
+        message_reference={"message_id": earlier["id"], "channel_id": CHANNEL, "guild_id": GUILD},
+        referenced_message=earlier,
+    )
+    await fake.dispatch("MESSAGE_CREATE", reply)
+    await fake.wait_sent(2)
+    await settled(running)
+    assert fake.texts()[-1] == "echo: User 1: thanks, and one more thing"
+
+
+async def test_a_thread_is_its_own_conversation_and_the_reply_lands_in_it(
+    running: Running,
+) -> None:
+    fake = running.fake
+    await fake.dispatch("MESSAGE_CREATE", addressed(fake, "in the thread", channel=THREAD))
+    await fake.wait_sent()
+    await settled(running)
+    assert [c.path for c in fake.calls if c.method == "POST" and "messages" in c.path] == [
+        f"/channels/{THREAD}/messages"
+    ]
+    bot = running.adapter.bot
+    assert bot is not None
+    sample = testing.message("", platform="discord", channel=CHANNEL, workspace=GUILD)
+    in_thread = await testing.history(
+        bot, replace(sample, place=replace(sample.place, thread=THREAD))
+    )
+    in_channel = await testing.history(bot, sample)
+    assert [t.text for t in in_thread] == ["in the thread", "echo: User 1: in the thread"]
+    assert in_channel == []  # the thread is a conversation of its own
+
+
+@pytest.mark.parametrize("script", [lambda _: " ".join(["word" * 15] * 60)])
+async def test_a_long_reply_is_split_at_discords_limit(running: Running) -> None:
+    fake = running.fake
+    await fake.dispatch(
+        "MESSAGE_CREATE", fake.message("everything", channel=DM_CHANNEL, guild=False)
+    )
+    await fake.wait_sent(2)
+    await settled(running)
+    parts = fake.texts()
+    assert len(parts) == 2 and all(len(p) <= 2000 for p in parts)
+    assert " ".join(parts) == " ".join(["word" * 15] * 60)
+    assert not any(c.body.get("refused") for c in fake.calls)
+
+
+async def test_a_429_is_retried_by_discord_py_and_the_reply_arrives(running: Running) -> None:
+    fake = running.fake
+    fake.rate_limit_next = 1
+    await fake.dispatch("MESSAGE_CREATE", fake.message("busy?", channel=DM_CHANNEL, guild=False))
+    await fake.wait(lambda: len(fake.texts()) >= 1)
+    await settled(running)
+    assert fake.texts() == ["echo: busy?"]
+    assert any(c.body.get("rate_limited") for c in fake.calls)
+
+
+async def test_its_own_messages_and_other_bots_are_ignored(running: Running) -> None:
+    fake = running.fake
+    own = fake.message("my own words", author=BOT_USER, channel=DM_CHANNEL, guild=False)
+    other = fake.message("beep", author=user(7, bot=True), channel=DM_CHANNEL, guild=False)
+    person = fake.message("a person", channel=DM_CHANNEL, guild=False)
+    for data in (own, other, person):
+        await fake.dispatch("MESSAGE_CREATE", data)
+    await fake.wait_sent()
+    await settled(running)
+    assert fake.texts() == ["echo: a person"]
+
+
+async def test_a_redelivered_message_is_answered_once(running: Running) -> None:
+    fake = running.fake
+    data = fake.message("only once", channel=DM_CHANNEL, guild=False)
+    await fake.dispatch("MESSAGE_CREATE", data)
+    await fake.dispatch("MESSAGE_CREATE", data)
+    await fake.wait_sent()
+    await settled(running)
+    assert fake.texts() == ["echo: only once"]
+
+
+async def test_the_gateway_reconnects_after_a_drop(running: Running) -> None:
+    fake = running.fake
+    await fake.drop_connections()
+    await fake.wait(lambda: fake.resumes + len(fake.identifies) >= 2, within=20)
+    await asyncio.sleep(0.2)
+    await fake.dispatch("MESSAGE_CREATE", fake.message("back?", channel=DM_CHANNEL, guild=False))
+    await fake.wait_sent(within=10)
+    await settled(running)
+    assert fake.texts() == ["echo: back?"]
+
+
+async def test_commands_reach_the_core_commands(running: Running) -> None:
+    fake = running.fake
+    await fake.dispatch("MESSAGE_CREATE", fake.message("/privacy", channel=DM_CHANNEL, guild=False))
+    await fake.wait_sent()
+    await settled(running)
+    assert fake.texts()[0].startswith("What I keep about you")
+
+
+@pytest.mark.parametrize("running", [{"discord_sharded": True}], indirect=True)
+async def test_sharded_client_identifies_with_its_shard(running: Running) -> None:
+    assert isinstance(running.adapter.client, discord.AutoShardedClient)
+    assert running.fake.identifies[0]["shard"] == [0, 1]
+    fake = running.fake
+    await fake.dispatch("MESSAGE_CREATE", fake.message("sharded", channel=DM_CHANNEL, guild=False))
+    await fake.wait_sent()
+    await settled(running)
+    assert fake.texts() == ["echo: sharded"]
+
+
+def test_the_gateway_asks_for_message_content() -> None:
+    wanted = intents()
+    assert wanted.message_content and wanted.dm_messages and wanted.guild_messages
+
+
+async def test_a_refused_token_fails_at_login_without_showing_it(
+    tmp_path: Path, fake: FakeDiscord
+) -> None:
+    fake.token = "another." + TOKEN
+    adapter = DiscordAdapter(discord_settings(tmp_path, fake))
+    with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN was refused") as error:
+        await adapter.login()
+    assert TOKEN not in str(error.value)
+    await adapter.close()
+
+
+def test_a_malformed_token_is_refused_before_connecting(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        discord_bot_token=SecretStr("oops"),
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN"):
+        DiscordAdapter(settings)
+
+
+# --- conversion of recorded payloads ----------------------------------------------------
+def _recorded(name: str) -> discord.Message:
+    """A discord.py message built from a recorded gateway payload, as the client would."""
+    client = discord.Client(intents=intents())
+    state = client._connection
+    state.user = discord.ClientUser(state=state, data=BOT_USER)  # type: ignore[arg-type]
+    state._add_guild_from_data(guild_create())  # type: ignore[arg-type]
+    data = json.loads((PAYLOADS / f"discord_{name}.json").read_text())["d"]
+    if "guild_id" in data:
+        guild = state._get_guild(int(data["guild_id"]))
+        assert guild is not None
+        channel: Any = guild.get_channel_or_thread(int(data["channel_id"]))
+    else:
+        recipient: Any = {"id": data["channel_id"], "type": 1, "recipients": [data["author"]]}
+        channel = discord.DMChannel(
+            me=state.user,
+            state=state,
+            data=recipient,
+        )
+    return discord.Message(state=state, channel=channel, data=data)
+
+
+def test_guild_mention_is_stripped_and_the_place_is_the_guild_channel() -> None:
+    native = _recorded("guild_mention")
+    message = to_message(native, native._state.user)  # type: ignore[arg-type]
+    assert message is not None and message.mentions_bot and message.text == "how are you?"
+    assert message.place.kind is PlaceKind.GROUP
+    assert (message.place.workspace, message.place.channel) == (GUILD, CHANNEL)
+
+
+def test_thread_message_keeps_its_parent_channel_and_thread() -> None:
+    native = _recorded("thread")
+    message = to_message(native, native._state.user)  # type: ignore[arg-type]
+    assert message is not None and not message.mentions_bot
+    assert (message.place.channel, message.place.thread) == (CHANNEL, THREAD)
+
+
+def test_direct_message_with_attachment() -> None:
+    native = _recorded("dm_attachment")
+    message = to_message(native, native._state.user)  # type: ignore[arg-type]
+    assert message is not None and message.place.kind is PlaceKind.DM
+    assert [(a.name, a.size) for a in message.attachments] == [("notes.txt", 1432)]
+
+
+def test_joins_and_pins_are_not_turns() -> None:
+    native = _recorded("member_join")
+    assert to_message(native, native._state.user) is None  # type: ignore[arg-type]
