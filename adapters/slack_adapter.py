@@ -9,6 +9,7 @@ through one slash command (``/socialbot help``) and are answered privately.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
@@ -276,13 +277,14 @@ class SlackAdapter(PlatformAdapter):
         await self.deliver(message, CommandChannel(respond))
 
     async def stop_intake(self) -> None:
-        await super().stop_intake()
         # Slack delivers what it could not hand over again later, or to another instance.
         if self._handler is not None:
             await self._handler.disconnect_async()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await asyncio.sleep(0)  # events acknowledged just now reach the bot first
+        await super().stop_intake()
 
     async def close(self) -> None:
         if self._handler is not None:

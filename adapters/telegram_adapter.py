@@ -41,6 +41,7 @@ TOKEN = re.compile(r"\d{3,12}:[A-Za-z0-9_-]{30,60}")
 SEND_ATTEMPTS = 5
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message"]
+DRAIN_S = 60.0
 # Telegram only accepts its own set of reaction emoji; near ones stand in for the rest.
 _REACTIONS = {e.value for e in ReactionEmoji}
 _REACTION_STAND_INS = {"🫂": "🤗", "😮": "🤯", "😊": "🥰"}
@@ -275,9 +276,18 @@ class TelegramAdapter(PlatformAdapter):
         log.warning("telegram: polling failed (%s); retrying", error)
 
     async def stop_intake(self) -> None:
-        await super().stop_intake()
+        """Stop fetching updates; those already fetched (Telegram counts them as delivered)
+        are still answered."""
         if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        try:
+            await asyncio.wait_for(self.app.update_queue.join(), DRAIN_S)
+        except TimeoutError:
+            log.warning("telegram: updates still in progress after %g s", DRAIN_S)
+        await super().stop_intake()
 
     async def close(self) -> None:
         if self._runner is not None:

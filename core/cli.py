@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(chat)
 
+    run = commands.add_parser(
+        "run",
+        help="run the bot on Discord, Telegram and Slack",
+        description="Start every platform whose token is set (DISCORD_BOT_TOKEN, "
+        "TELEGRAM_BOT_TOKEN, SLACK_BOT_TOKEN; see .env.example) in one process. Ctrl-C or "
+        "SIGTERM stops taking messages, finishes the replies in flight and exits.",
+    )
+    _common(run)
+
     evaluate = commands.add_parser(
         "eval",
         help="measure a part of the bot on a data set",
@@ -167,6 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile = load_profile(settings.bots_dir, settings.bot)
         if args.command == "chat":
             return asyncio.run(_chat(settings, profile, args))
+        if args.command == "run":
+            from adapters.runner import serve
+
+            asyncio.run(serve(settings, profile))
+            return 0
         if args.command == "eval":
             return asyncio.run(_eval(settings, profile, args))
     except ConfigError as error:

@@ -49,3 +49,9 @@ async def bot(settings: Settings, profile: BotProfile, fake: FakeGenerator) -> A
 @pytest.fixture
 def privacy() -> Privacy:
     return Privacy(Pseudonymizer(b"test-key-0123456789"), Cipher())
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the whole run: the embedded model is converted into it once."""
+    return tmp_path_factory.mktemp("model-cache")

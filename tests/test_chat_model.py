@@ -25,11 +25,6 @@ from core.types import ChatMessage, Role
 pytestmark = pytest.mark.model
 
 
-@pytest.fixture(scope="module")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("model-cache")
-
-
 def chat(data: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SOCIALBOT_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
