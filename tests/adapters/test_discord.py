@@ -171,6 +171,17 @@ async def test_a_long_reply_is_split_at_discords_limit(running: Running) -> None
     assert not any(c.body.get("refused") for c in fake.calls)
 
 
+@pytest.mark.parametrize("script", [lambda _: "a reply that is streamed word by word " * 5])
+async def test_replies_are_streamed_by_editing_one_message(running: Running) -> None:
+    fake = running.fake
+    running.generator.delay = 0.06
+    await fake.dispatch("MESSAGE_CREATE", fake.message("go", channel=DM_CHANNEL, guild=False))
+    await fake.wait(lambda: bool(fake.sent("PATCH", "")), within=15)
+    await settled(running)
+    assert len(fake.sent()) == 1  # one message, edited as the reply grew
+    assert fake.texts() == [("a reply that is streamed word by word " * 5).strip()]
+
+
 async def test_a_429_is_retried_by_discord_py_and_the_reply_arrives(running: Running) -> None:
     fake = running.fake
     fake.rate_limit_next = 1
