@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -67,7 +68,7 @@ async def fakes() -> AsyncIterator[Fakes]:
 
 
 def settings_for(tmp_path: Path, fakes: Fakes) -> Settings:
-    values = {k.lower(): v for k, v in fakes.env().items()}
+    values: dict[str, Any] = {k.lower(): v for k, v in fakes.env().items()}
     return Settings(data_dir=tmp_path / "data", _env_file=None, **values)  # type: ignore[call-arg]
 
 
