@@ -65,10 +65,17 @@ def to_message(native: discord.Message, me: discord.abc.User) -> Message | None:
     else:
         place = Place(PLATFORM, str(channel.id), PlaceKind.GROUP, workspace=str(native.guild.id))
     mentioned = any(user.id == me.id for user in native.mentions)
+    # People often pick the bot's own role from the mention list instead of the bot.
+    own_role = native.guild.self_role if native.guild is not None else None
+    if own_role is not None and own_role in native.role_mentions:
+        mentioned = True
+        text = native.content.replace(own_role.mention, "")
+    else:
+        text = native.content
     reference = native.reference
     if reference is not None and isinstance(reference.resolved, discord.Message):
         mentioned |= reference.resolved.author.id == me.id
-    text = re.sub(rf"<@!?{me.id}>\s?", "", native.content).strip()
+    text = re.sub(rf"<@!?{me.id}>\s?", "", text).strip()
     return Message(
         Speaker(
             PLATFORM,
