@@ -194,6 +194,13 @@ class EditingChannel(abc.ABC, Generic[Handle]):
                 await self.react(reply.reaction)
             except Exception:  # a reaction is a nicety: never lose the reply over it
                 log.warning("could not react with %s", reply.reaction, exc_info=True)
+        # A plugin may answer more than once in a turn: the next answer is a new message.
+        self._handle, self._shown, self._text = None, "", ""
+
+    async def whisper(self, text: str) -> None:
+        """Tell only the speaker; platforms that can do better than a reply override it."""
+        for part in split_text(text, self.limit):
+            await self.post(part, first=False)
 
     # --- internals ---------------------------------------------------------------------
     async def _show(self, text: str) -> None:

@@ -56,6 +56,14 @@ class TerminalChannel:
         self.out.write(piece)
         self.out.flush()
 
+    async def react(self, emoji: str) -> None:
+        self.out.write(f"  [{emoji}]\n")
+        self.out.flush()
+
+    async def whisper(self, text: str) -> None:
+        self.out.write(f"{self.bot_name} (only you see this)> {text}\n")
+        self.out.flush()
+
     async def send(self, reply: Reply) -> None:
         if reply.reaction:
             self.out.write(f"  [{reply.reaction}]")
@@ -96,6 +104,12 @@ async def interactive(bot: Bot, *, user: str, channel: str | None = None) -> Non
         f"Chatting with {bot.profile.name} as {user} in {where} ({bot.generator.name} backend). "
         "/help for commands, /quit or Ctrl-D to leave.\n"
     )
+
+    async def unprompted(place: Place, text: str) -> None:  # reminders and the like
+        out.write(f"\n{bot.profile.name}> {text}\nyou> ")
+        out.flush()
+
+    bot.outboxes[PLATFORM] = unprompted
     while True:
         try:
             text = await asyncio.to_thread(input, "you> ")

@@ -20,7 +20,7 @@ import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 
-from adapters.base import EditingChannel, PlatformAdapter
+from adapters.base import EditingChannel, PlatformAdapter, split_text
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Attachment, Message, Place, PlaceKind, Speaker
@@ -120,6 +120,17 @@ class DiscordChannel(EditingChannel[discord.Message]):
     async def react(self, emoji: str) -> None:
         await self.native.add_reaction(emoji)
 
+    async def whisper(self, text: str) -> None:
+        """A direct message to the speaker (a reply in the channel if they do not take DMs)."""
+        if isinstance(self.native.channel, discord.DMChannel):
+            await super().whisper(text)
+            return
+        try:
+            for part in split_text(text, self.limit):
+                await self.native.author.send(part)
+        except discord.Forbidden:
+            await super().whisper(text)
+
 
 class DiscordAdapter(PlatformAdapter):
     platform = PLATFORM
@@ -159,8 +170,18 @@ class DiscordAdapter(PlatformAdapter):
                 f"({self.settings.discord_api_base_url}): {type(error).__name__}"
             ) from None
 
+    async def send_to(self, place: Place, text: str) -> None:
+        """Say something unprompted (a reminder) in a channel, thread or DM."""
+        target = int(place.thread or place.channel)
+        channel = self.client.get_channel(target) or await self.client.fetch_channel(target)
+        if not isinstance(channel, discord.abc.Messageable):
+            raise ValueError(f"discord channel {target} cannot take messages")
+        for part in split_text(text, LIMIT):
+            await channel.send(part)
+
     async def start(self, bot: Any, *, wait_ready: float = 30.0) -> None:
         await super().start(bot)
+        bot.outboxes[PLATFORM] = self.send_to
         self._connection = asyncio.create_task(self.client.connect(reconnect=True))
         ready = asyncio.create_task(self.client.wait_until_ready())
         done, _ = await asyncio.wait(

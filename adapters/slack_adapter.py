@@ -127,6 +127,19 @@ class SlackChannel(EditingChannel[str]):
     async def edit(self, handle: str, text: str) -> None:
         await self.client.chat_update(channel=self.channel, ts=handle, text=_escape(text))
 
+    async def whisper(self, text: str) -> None:
+        """An ephemeral message: only the speaker sees it."""
+        if self.message.place.is_private:
+            await super().whisper(text)
+            return
+        for part in split_text(text, self.limit):
+            await self.client.chat_postEphemeral(
+                channel=self.channel,
+                user=self.message.speaker.user_id,
+                text=_escape(part),
+                thread_ts=self.thread,
+            )
+
     async def react(self, emoji: str) -> None:
         name = _EMOJI_NAMES.get(emoji) or (emoji.strip(":") if emoji.startswith(":") else "")
         if name and self.message.id:
@@ -218,8 +231,16 @@ class SlackAdapter(PlatformAdapter):
         self.team_id = str(identity.get("team_id") or "")
         log.info("slack: logged in as %s in %s", identity.get("user"), identity.get("team"))
 
+    async def send_to(self, place: Place, text: str) -> None:
+        """Say something unprompted (a reminder) in a channel, thread or DM."""
+        for part in split_text(text, LIMIT):
+            await self.client.chat_postMessage(
+                channel=place.channel, text=_escape(part), thread_ts=place.thread or None
+            )
+
     async def start(self, bot: Any) -> None:
         await super().start(bot)
+        bot.outboxes[PLATFORM] = self.send_to
         if self.socket_mode:
             self._handler = AsyncSocketModeHandler(self.app, self._app_token)
             try:

@@ -27,8 +27,7 @@ from telegram.constants import ChatAction, ChatType, MessageEntityType, Reaction
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
-from adapters.base import EditingChannel, PlatformAdapter, bound_port
-from core.commands import BUILTIN
+from adapters.base import EditingChannel, PlatformAdapter, bound_port, split_text
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Attachment, Message, Place, PlaceKind, Speaker
@@ -158,6 +157,21 @@ class TelegramChannel(EditingChannel[TgMessage]):
         if emoji in _REACTIONS:
             await self.native.set_reaction(emoji)
 
+    async def whisper(self, text: str) -> None:
+        """A private message to the speaker; Telegram only allows it once they have started
+        a chat with the bot, else the notice is a reply in the group."""
+        user = self.native.from_user
+        if self.native.chat.type == ChatType.PRIVATE or user is None:
+            await super().whisper(text)
+            return
+        try:
+            for part in split_text(text, self.limit):
+                await _call(
+                    "whispering", lambda p=part: self.native.get_bot().send_message(user.id, p)
+                )
+        except TelegramError:
+            await super().whisper(text)
+
 
 class TelegramAdapter(PlatformAdapter):
     platform = PLATFORM
@@ -206,12 +220,28 @@ class TelegramAdapter(PlatformAdapter):
             ) from None
         log.info("telegram: logged in as @%s", self.me.username)
 
+    async def send_to(self, place: Place, text: str) -> None:
+        """Say something unprompted (a reminder) in a chat or forum topic."""
+        thread = int(place.thread) if place.thread else None
+        for part in split_text(text, LIMIT):
+            await _call(
+                "sending",
+                lambda p=part: self.app.bot.send_message(
+                    int(place.channel), p, message_thread_id=thread
+                ),
+            )
+
     async def start(self, bot: Any) -> None:
         await super().start(bot)
+        bot.outboxes[PLATFORM] = self.send_to
         await self.app.start()
         try:  # the command menu in Telegram's apps; nice to have
             await self.app.bot.set_my_commands(
-                [BotCommand(c.name, c.help[:256]) for c in BUILTIN.values()]
+                [
+                    BotCommand(c.name, (c.help or c.usage)[:256])
+                    for c in bot.plugins.commands()
+                    if not c.admin
+                ]
             )
         except TelegramError as error:
             log.warning("telegram: could not set the command menu: %s", error)

@@ -24,6 +24,10 @@ class ReplyChannel(Protocol):
     async def send(self, reply: Reply) -> None:
         """The finished reply; it is already stored when this is called."""
 
+    # Optional, where the platform can (plugins use them through their context):
+    #   async def react(self, emoji: str) -> None       react to the user's message
+    #   async def whisper(self, text: str) -> None      tell only the speaker
+
 
 class CollectingChannel:
     """A reply channel that keeps what it is given: for one-shot calls and tests."""
@@ -31,6 +35,8 @@ class CollectingChannel:
     def __init__(self) -> None:
         self.pieces: list[str] = []
         self.replies: list[Reply] = []
+        self.reactions: list[str] = []
+        self.whispers: list[str] = []
         self.typing_count = 0
 
     async def typing(self) -> None:
@@ -41,3 +47,9 @@ class CollectingChannel:
 
     async def send(self, reply: Reply) -> None:
         self.replies.append(reply)
+
+    async def react(self, emoji: str) -> None:
+        self.reactions.append(emoji)
+
+    async def whisper(self, text: str) -> None:
+        self.whispers.append(text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -22,11 +22,14 @@ from core.facts import Profiles
 from core.generation.base import Generator, create_generator
 from core.memory import Embedder, LongTermMemory, SentenceEmbedder
 from core.ordering import KeyedSerializer
+from core.plugin_host import PluginHost
 from core.privacy import Cipher, Privacy, Pseudonymizer, Scope
 from core.settings import BotProfile, Settings
 from core.storage import Store
 from core.summary import Summaries
-from core.types import ConversationKey, Message
+from core.types import ConversationKey, Message, Place, Speaker
+
+Outbox = Callable[[Place, str], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,10 @@ class Bot:
         self._folding: set[ConversationKey] = set()
         self._retention: asyncio.Task[Any] | None = None
         self._closed = False
+        self.plugins = PluginHost(self)
+        self.outboxes: dict[str, Outbox] = {}
+        """Per platform, how to say something unprompted (adapters register themselves)."""
+        self._admins = settings.admin_ids()
 
     @classmethod
     async def open(
@@ -109,6 +116,11 @@ class Bot:
             await store.close()
             raise
         bot = cls(settings, profile, store, generator, embedder, emotions)
+        try:
+            await bot.plugins.start()
+        except BaseException:
+            await bot.close()
+            raise
         await userdata.purge_older_than(store, bot.memory, profile.privacy.retention_days)
         if profile.privacy.retention_days > 0:
             bot._retention = bot.spawn(bot._retention_loop())
@@ -121,6 +133,21 @@ class Bot:
             raise RuntimeError("the bot is closed")
         turn = pipeline.Turn(self, message, channel)
         return await self._order.run(message.place.conversation, lambda: pipeline.run(turn))
+
+    def is_admin(self, speaker: Speaker) -> bool:
+        """Whether ``speaker`` may run admin commands (the terminal's user always may)."""
+        if speaker.platform == "console":
+            return True
+        return (speaker.platform, speaker.user_id) in self._admins
+
+    async def send_to(self, place: Place, text: str) -> bool:
+        """Say ``text`` in ``place`` unprompted; False when its platform is not running."""
+        outbox = self.outboxes.get(place.platform)
+        if outbox is None:
+            log.warning("cannot send to %s: that platform is not running", place.platform)
+            return False
+        await outbox(place, text)
+        return True
 
     async def idle(self) -> None:
         """Wait until every turn accepted so far has finished (its reply sent)."""
@@ -178,6 +205,7 @@ class Bot:
             return
         self._closed = True
         await self._order.drain()
+        await self.plugins.stop()
         if self._retention is not None:
             self._retention.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

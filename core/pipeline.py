@@ -1,6 +1,6 @@
 """The turn pipeline: every incoming message goes through these stages, in order.
 
-    guard -> route -> perceive -> recall -> respond -> remember -> send
+    guard -> route -> perceive -> hooks -> recall -> respond -> remember -> send
 
 A stage may end the turn early by raising :class:`EndTurn` (with a reason that
 is logged, and optionally an answer), or :class:`~core.errors.UserError` (the
@@ -28,6 +28,7 @@ from core.emotion.labels import Reading
 from core.emotion.policy import Decision
 from core.errors import BackendError, UserError
 from core.memory import Vectors
+from core.plugin_host import EndTurnWith
 from core.privacy import Scope, redact
 from core.settings import GroupSettings
 from core.summary import Summary
@@ -72,6 +73,10 @@ class Turn:
     reply: str = ""
     failed: bool = False
     stored: tuple[int, int | None] | None = None
+    persona: str | None = None
+    """A plugin's persona for this turn, instead of the profile's."""
+    notes: list[str] = field(default_factory=list)
+    """What plugins give the model for this turn (reference passages, instructions)."""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -122,17 +127,11 @@ def addressed(message: Message, groups: GroupSettings) -> bool:
 
 
 async def route(turn: Turn) -> None:
-    """Commands are answered here and never reach the language model."""
-    parsed = commands.parse(turn.message.text)
-    if parsed is None:
-        if commands.asks_what_is_remembered(turn.message.text):
-            raise EndTurn("asked what is remembered", await commands.what_i_remember(turn))
-        return
-    name, args = parsed
-    command = commands.BUILTIN.get(name)
-    if command is None:
-        raise EndTurn(f"unknown command /{name}", f"I don't know /{name}. Try /help.")
-    raise EndTurn(f"command /{name}", await command.handler(turn, args))
+    """Commands (the plugins', and the admin ones) are answered here, without the model."""
+    try:
+        await turn.bot.plugins.route(turn)
+    except EndTurnWith as end:
+        raise EndTurn(end.reason, end.reply) from None
 
 
 async def perceive(turn: Turn) -> None:
@@ -145,6 +144,14 @@ async def perceive(turn: Turn) -> None:
         turn.emotion = await turn.bot.emotions.read_one(turn.text)
     if turn.bot.memory is not None:
         turn.vector = (await turn.bot.memory.embedder.embed([turn.text]))[0]
+
+
+async def hooks(turn: Turn) -> None:
+    """Plugins' message hooks: each may answer, stop the turn, or add to the prompt."""
+    try:
+        await turn.bot.plugins.run_hooks(turn)
+    except EndTurnWith as end:
+        raise EndTurn(end.reason, end.reply) from None
 
 
 async def recall(turn: Turn) -> None:
@@ -166,7 +173,7 @@ async def recall(turn: Turn) -> None:
     build = functools.partial(
         build_context,
         bot.generator,
-        persona=profile.persona,
+        persona=turn.persona or profile.persona,
         history=history,
         incoming=turn.text,
         budget=budget,
@@ -174,7 +181,7 @@ async def recall(turn: Turn) -> None:
         speaker_name=message.speaker.display_name or message.speaker.user_id,
         summary=turn.summary.text if turn.summary else None,
         memory_budget=int(budget * profile.memory.budget_share),
-        guidance=turn.decision.guidance,
+        guidance="\n\n".join(filter(None, [turn.decision.guidance, *turn.notes])),
     )
     turn.context = build()
     if bot.memory is None or turn.vector is None or not profile.memory.top_k:
@@ -295,6 +302,7 @@ STAGES: tuple[tuple[str, Stage], ...] = (
     ("guard", guard),
     ("route", route),
     ("perceive", perceive),
+    ("hooks", hooks),
     ("recall", recall),
     ("respond", respond),
     ("remember", remember),

@@ -88,6 +88,20 @@ class Settings(BaseSettings):
         default=None, description="Emotion classifier weights folder (default: the shipped ones)."
     )
 
+    admins: str = Field(
+        default="",
+        description="Who may run admin commands: platform:user_id, comma-separated "
+        "(e.g. discord:80351110224678912,telegram:12345). The terminal's user always may.",
+    )
+    plugin_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="A plugin handler taking longer is cut off."
+    )
+    command_rate: str = Field(
+        default="20/minute",
+        pattern=r"^\s*\d+\s*/\s*(second|minute|hour|day)\s*$",
+        description="How many commands one person may use, e.g. 20/minute.",
+    )
+
     # --- Platforms: an adapter runs when its token is set (`socialbot run`) ---------------
     # The platforms' own names (DISCORD_BOT_TOKEN, ...) are read, and SOCIALBOT_-prefixed ones.
     discord_bot_token: SecretStr = _platform("DISCORD_BOT_TOKEN", SecretStr(""))
@@ -119,6 +133,10 @@ class Settings(BaseSettings):
     slack_command: str = _platform(
         "SLACK_COMMAND", "/socialbot", "The slash command that carries bot commands on Slack."
     )
+
+    def admin_ids(self) -> frozenset[tuple[str, str]]:
+        pairs = (item.strip().partition(":") for item in self.admins.split(","))
+        return frozenset((p.strip(), u.strip()) for p, _, u in pairs if p.strip() and u.strip())
 
     def secrets(self) -> list[str]:
         """Every secret value, so that logging can mask them."""
@@ -225,7 +243,12 @@ class BotProfile(_Strict):
     privacy: PrivacySettings = PrivacySettings()
     emotion: EmotionSettings = EmotionSettings()
     groups: GroupSettings = GroupSettings()
-    plugins: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = Field(
+        default=("help", "privacy"), description="Plugins this bot runs (privacy always)."
+    )
+    plugin: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Each plugin's settings: [plugin.NAME] tables."
+    )
     folder: Path | None = Field(default=None, exclude=True)
 
 

@@ -130,6 +130,36 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX emotions_by_user ON emotions (platform, user_key, id);
     CREATE INDEX emotions_by_time ON emotions (created_at);
     """,
+    """
+    -- Plugins' own data (core.plugin_storage): scoped like everything else. A row with
+    -- a user_key is that person's (covered by /export and /forget); user_key = '' is a
+    -- group place's own setting. value is JSON, encrypted when a key is set.
+    CREATE TABLE plugin_data (
+        id          INTEGER PRIMARY KEY,
+        plugin      TEXT    NOT NULL,
+        key         TEXT    NOT NULL,
+        platform    TEXT    NOT NULL,
+        workspace   TEXT    NOT NULL,
+        channel     TEXT    NOT NULL,
+        thread      TEXT    NOT NULL,
+        private     INTEGER NOT NULL CHECK (private IN (0, 1)),
+        user_key    TEXT    NOT NULL,
+        value       TEXT    NOT NULL,
+        due_at      REAL,
+        created_at  REAL    NOT NULL,
+        updated_at  REAL    NOT NULL,
+        UNIQUE (plugin, key, platform, workspace, channel, thread, private, user_key)
+    );
+    CREATE INDEX plugin_data_by_user ON plugin_data (platform, user_key);
+    CREATE INDEX plugin_data_due ON plugin_data (plugin, due_at) WHERE due_at IS NOT NULL;
+    -- Plugins an admin enabled or disabled at run time, per bot (over the profile's list).
+    CREATE TABLE plugin_state (
+        bot         TEXT    NOT NULL,
+        plugin      TEXT    NOT NULL,
+        enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+        PRIMARY KEY (bot, plugin)
+    );
+    """,
 )
 
 

@@ -8,7 +8,7 @@ async with testing.open_bot(tmp_path) as bot:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from core.storage import StoredTurn
 from core.types import Message, Place, PlaceKind, Speaker
 
 __all__ = [
+    "FakeAdapter",
     "FakeEmbedder",
     "FakeEmotionReader",
     "FakeGenerator",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 PLATFORM = "test"
+ESSENTIAL_PLUGINS = ("help", "privacy")
 
 
 def message(
@@ -68,15 +70,31 @@ async def open_bot(
     embedder: Embedder | None = None,
     emotions: EmotionReader | None = None,
     settings: Settings | None = None,
+    plugins: Sequence[str] | None = None,
+    plugin_settings: dict[str, dict[str, Any]] | None = None,
+    admins: Sequence[str] = (),
 ) -> AsyncIterator[Bot]:
-    """A bot on a fresh data folder, with the fake generator, embedder and emotion reader."""
+    """A bot on a fresh data folder, with the fake generator, embedder and emotion reader.
+
+    ``plugins`` replaces the profile's plugin list: by default only the essential
+    ``help`` and ``privacy`` run, so that a test sees exactly the plugins it names;
+    ``plugin_settings`` its ``[plugin.NAME]`` tables; ``admins`` are user ids of the
+    test platform who may run admin commands.
+    """
     settings = settings or Settings(
         data_dir=data_dir,
         cache_dir=data_dir / "cache",
         bots_dir=PROJECT_BOTS_DIR,
         _env_file=None,  # type: ignore[call-arg]
     )
+    if admins:
+        listed = ",".join(f"{PLATFORM}:{user}" for user in admins)
+        settings = settings.model_copy(update={"admins": listed})
     profile = profile or load_profile(PROJECT_BOTS_DIR, "companion")
+    update: dict[str, Any] = {"plugins": ESSENTIAL_PLUGINS if plugins is None else tuple(plugins)}
+    if plugin_settings is not None:
+        update["plugin"] = plugin_settings
+    profile = profile.model_copy(update=update)
     bot = await Bot.open(
         settings,
         profile,
@@ -99,3 +117,31 @@ async def history(bot: Bot, sample: Message, *, limit: int = 50) -> list[StoredT
     """The stored turns of ``sample``'s conversation, as its speaker's scope sees them."""
     scope = bot.store.privacy.scope(sample)
     return await bot.store.recent_turns(bot.profile.name, sample.place, scope, limit=limit)
+
+
+class FakeAdapter:
+    """A platform for tests: feeds messages to a bot and collects all it says.
+
+    ``await chat.say("hi")`` returns the reply's text (``""`` when there was none);
+    ``chat.last`` is the channel of the last turn (its whispers and reactions);
+    ``chat.sent`` holds what the bot said unprompted (reminders...), with where.
+    """
+
+    def __init__(self, bot: Bot, platform: str = PLATFORM) -> None:
+        self.bot = bot
+        self.platform = platform
+        self.sent: list[tuple[Place, str]] = []
+        self.last = CollectingChannel()
+        bot.outboxes[platform] = self._outbox
+
+    async def _outbox(self, place: Place, text: str) -> None:
+        self.sent.append((place, text))
+
+    async def turn(self, text: str, **where: Any) -> TurnResult:
+        self.last = CollectingChannel()
+        return await self.bot.handle(message(text, platform=self.platform, **where), self.last)
+
+    async def say(self, text: str, **where: Any) -> str:
+        """``where``: ``user``, ``channel`` (a group; a DM without), ``thread``, ``name``..."""
+        result = await self.turn(text, **where)
+        return result.reply.text if result.reply is not None else ""

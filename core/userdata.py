@@ -75,6 +75,20 @@ async def export(store: Store, platform: str, user_key: str) -> dict[str, Any]:
             f"SELECT id, text, updated_at, {place} FROM summaries WHERE {{where}} ORDER BY id"
         )
     ]
+    plugin_data = [
+        {
+            "id": r[0],
+            "plugin": r[1],
+            "key": r[2],
+            "value": json.loads(open_(r[3])),
+            "time": _when(r[4]),
+            **where_said(r, 5),
+        }
+        for r in await rows(
+            f"SELECT id, plugin, key, value, updated_at, {place} FROM plugin_data"
+            " WHERE {where} AND user_key != '' ORDER BY id"
+        )
+    ]
     return {
         "format": FORMAT_VERSION,
         "exported_at": _when(time.time()),
@@ -101,13 +115,14 @@ async def export(store: Store, platform: str, user_key: str) -> dict[str, Any]:
                 f" created_at, {place} FROM emotions WHERE {{where}} ORDER BY id"
             )
         ],
+        "plugin_data": plugin_data,
     }
 
 
 async def counts(store: Store, platform: str, user_key: str) -> dict[str, int]:
     where, params = owner_scope(platform, user_key).where()
     result: dict[str, int] = {}
-    for table in ("turns", "memories", "facts", "summaries", "emotions"):
+    for table in ("turns", "memories", "facts", "summaries", "emotions", "plugin_data"):
         extra = " AND role != 'reset'" if table == "turns" else ""
         async with store.db.execute(
             f"SELECT COUNT(*) FROM {table} WHERE {where}{extra}", params
@@ -134,7 +149,15 @@ async def forget(
             params,
         )
         deleted["summaries"] = cursor.rowcount
-        for table in ("summaries", "facts", "memories", "emotions", "turns", "optouts"):
+        for table in (
+            "summaries",
+            "facts",
+            "memories",
+            "emotions",
+            "plugin_data",
+            "turns",
+            "optouts",
+        ):
             cursor = await db.execute(f"DELETE FROM {table} WHERE {where}", params)
             deleted[table] = deleted.get(table, 0) + cursor.rowcount
     await store.compact()

@@ -1,1 +1,1 @@
-"""Built-in plugins (the plugin API arrives with its own issue)."""
+"""Built-in plugins. Each module exports ``plugin = Plugin(...)``; see docs/plugins.md."""

@@ -30,7 +30,9 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def profile() -> BotProfile:
-    return load_profile(PROJECT_BOTS_DIR, "companion")
+    """The companion, with only the essential plugins (plugin tests add their own)."""
+    companion = load_profile(PROJECT_BOTS_DIR, "companion")
+    return companion.model_copy(update={"plugins": ("help", "privacy")})
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ def test_stages_are_listed_in_order() -> None:
         "guard",
         "route",
         "perceive",
+        "hooks",
         "recall",
         "respond",
         "remember",

@@ -86,6 +86,7 @@ async def test_forget_leaves_nothing_behind(tmp_path: Path) -> None:
             "facts": 0,
             "summaries": 0,
             "emotions": 0,
+            "plugin_data": 0,
         }
         # bob keeps his data; alice's memories are gone from recall too
         bob = bot.store.privacy.user_key("test", "bob")

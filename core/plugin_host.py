@@ -1,0 +1,365 @@
+"""Finding, running and isolating plugins.
+
+Plugins are found by name: an installed package's entry point in the
+``socialbot.plugins`` group, a module of the built-in ``plugins`` package, or a dotted
+module path. A bot profile lists the ones it runs (``plugins = [...]``); admins
+can list, enable, disable and reload them while the bot runs (``/plugins``,
+``/plugin enable NAME``...), and that choice is kept across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.metadata
+import logging
+import os
+import sys
+import time
+import types
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from core import commands
+from core.errors import ConfigError
+from core.plugins import (
+    STOP,
+    Command,
+    Context,
+    Hook,
+    Job,
+    JobContext,
+    Plugin,
+    UsageError,
+    parse_rate,
+)
+
+if TYPE_CHECKING:
+    from core.bot import Bot
+    from core.pipeline import Turn
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "socialbot.plugins"
+BUILTIN_PACKAGE = "plugins"
+ESSENTIAL = frozenset({"privacy"})
+"""Always on: people's control over their data does not depend on the operator."""
+
+
+class EndTurnWith(Exception):
+    """Raised by the host to end the turn, with an answer or without one."""
+
+    def __init__(self, reason: str, reply: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.reply = reply
+
+
+def find_plugin(name: str) -> tuple[Plugin, types.ModuleType | None]:
+    """The plugin called ``name``: an entry point, a built-in, or a module path."""
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name == name:
+            loaded = entry.load()
+            return _plugin_of(loaded, name), sys.modules.get(entry.module)
+    candidates = [f"{BUILTIN_PACKAGE}.{name}"] if "." not in name else [name]
+    for module_name in candidates:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name and module_name.startswith(error.name):
+                continue
+            raise
+        return _plugin_of(module, name), module
+    raise ConfigError(
+        f"plugin {name!r} not found (built-in: {', '.join(builtin_names())}; installed: "
+        f"{', '.join(installed_names()) or 'none'})"
+    )
+
+
+def _plugin_of(thing: Any, name: str) -> Plugin:
+    plugin = thing if isinstance(thing, Plugin) else getattr(thing, "plugin", None)
+    if not isinstance(plugin, Plugin):
+        raise ConfigError(f"plugin {name!r} does not export `plugin = Plugin(...)`")
+    return plugin
+
+
+def builtin_names() -> list[str]:
+    import pkgutil
+
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.ispkg)
+
+
+def installed_names() -> list[str]:
+    return sorted(e.name for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def plugin_settings(plugin: Plugin, values: dict[str, Any]) -> Any:
+    """The plugin's settings model from the profile's ``[plugin.NAME]`` table, with
+    ``SOCIALBOT_PLUGIN_<NAME>_<FIELD>`` environment variables on top."""
+    if plugin.settings_model is None:
+        return None
+    data = dict(values)
+    prefix = f"SOCIALBOT_PLUGIN_{plugin.name.upper().replace('-', '_')}_"
+    for field_name in plugin.settings_model.model_fields:
+        env = os.environ.get(prefix + field_name.upper())
+        if env is not None:
+            data[field_name] = env
+    try:
+        return plugin.settings_model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"[plugin.{plugin.name}] {where}: {first['msg']}") from None
+
+
+@dataclass
+class Loaded:
+    plugin: Plugin
+    module: types.ModuleType | None
+    settings: Any
+    state: dict[str, Any] = field(default_factory=dict)
+    jobs: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class RateLimiter:
+    """At most ``limit`` uses per ``window`` seconds for each key."""
+
+    def __init__(self) -> None:
+        self._uses: dict[Any, deque[float]] = defaultdict(deque)
+
+    def wait_needed(self, key: Any, limit: int, window: float) -> float:
+        """0 if allowed now (the use is counted), else the seconds until it is."""
+        now = time.monotonic()
+        uses = self._uses[key]
+        while uses and uses[0] <= now - window:
+            uses.popleft()
+        if len(uses) >= limit:
+            return uses[0] + window - now
+        uses.append(now)
+        return 0.0
+
+
+class PluginHost:
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self.loaded: dict[str, Loaded] = {}
+        self.timeout = bot.settings.plugin_timeout_s
+        self.limiter = RateLimiter()
+        self.user_rate = parse_rate(bot.settings.command_rate)
+
+    # --- life cycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        names = list(dict.fromkeys([*ESSENTIAL, *self.bot.profile.plugins]))
+        overrides = await self._overrides()
+        names += [n for n, on in overrides.items() if on and n not in names]
+        names = [n for n in names if overrides.get(n, True) or n in ESSENTIAL]
+        for name in names:
+            plugin, module = find_plugin(name)  # a missing plugin stops the start: config
+            settings = plugin_settings(plugin, self.bot.profile.plugin.get(name, {}))
+            await self._start(Loaded(plugin, module, settings))
+
+    async def _start(self, loaded: Loaded) -> bool:
+        context = JobContext(self.bot, loaded.plugin, loaded.settings, loaded.state)
+        for setup in loaded.plugin.setups:
+            ok, _ = await self._isolated(loaded.plugin.name, "setup", setup(context))
+            if not ok:
+                log.error("plugin %s did not start", loaded.plugin.name)
+                return False
+        self.loaded[loaded.plugin.name] = loaded
+        loaded.jobs = [self.bot.spawn(self._run_job(loaded, job)) for job in loaded.plugin.jobs]
+        log.info("plugin %s started", loaded.plugin.name)
+        return True
+
+    async def _stop(self, name: str) -> None:
+        loaded = self.loaded.pop(name, None)
+        if loaded is None:
+            return
+        for task in loaded.jobs:
+            task.cancel()
+        await asyncio.gather(*loaded.jobs, return_exceptions=True)
+        context = JobContext(self.bot, loaded.plugin, loaded.settings, loaded.state)
+        for teardown in loaded.plugin.teardowns:
+            await self._isolated(name, "teardown", teardown(context))
+
+    async def stop(self) -> None:
+        for name in list(self.loaded):
+            await self._stop(name)
+
+    async def _run_job(self, loaded: Loaded, job: Job) -> None:
+        context = JobContext(self.bot, loaded.plugin, loaded.settings, loaded.state)
+        name = f"job {job.func.__name__}"
+        while True:
+            await asyncio.sleep(_seconds_until(job))
+            await self._isolated(loaded.plugin.name, name, job.func(context))
+
+    # --- isolation -----------------------------------------------------------------------
+    async def _isolated(self, plugin: str, what: str, call: Any) -> tuple[bool, Any]:
+        """Await ``call``; an error or a timeout is logged and reported as (False, None)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return True, await call
+        except UsageError:
+            raise
+        except TimeoutError:
+            log.error(
+                "plugin %s: %s took longer than %g s and was cut off", plugin, what, self.timeout
+            )
+        except Exception:
+            log.exception("plugin %s: %s failed", plugin, what)
+        return False, None
+
+    # --- turns ---------------------------------------------------------------------------
+    def commands(self) -> list[Command]:
+        seen: dict[str, Command] = {}
+        for loaded in self.loaded.values():
+            for command in loaded.plugin.commands:
+                seen.setdefault(command.name, command)
+        return sorted(seen.values(), key=lambda c: c.name)
+
+    def _context(self, name: str, turn: Turn) -> Context:
+        loaded = self.loaded[name]
+        return Context(self.bot, loaded.plugin, loaded.settings, loaded.state, turn)
+
+    async def route(self, turn: Turn) -> None:
+        """Answer a command (raising :class:`EndTurnWith`); return for anything else."""
+        parsed = commands.parse(turn.message.text)
+        if parsed is None:
+            return
+        name, args = parsed
+        if name in ("plugins", "plugin"):
+            raise EndTurnWith(f"command /{name}", await self._admin(turn, name, args))
+        command = next((c for c in self.commands() if c.name == name), None)
+        if command is None:
+            raise EndTurnWith(f"unknown command /{name}", f"I don't know /{name}. Try /help.")
+        if command.admin and not self.bot.is_admin(turn.message.speaker):
+            raise EndTurnWith(f"/{name} refused", f"Only an admin of this bot can use /{name}.")
+        wait = self._rate_wait(turn, command)
+        if wait:
+            raise EndTurnWith(
+                f"/{name} rate limited",
+                f"Slow down a little: you can use /{name} again in {wait:.0f} s.",
+            )
+        ctx = self._context(command.plugin, turn)
+        ctx.args = args
+        try:
+            values = command.parse(args)
+        except UsageError as error:
+            raise EndTurnWith(f"/{name} usage", f"{error}. Usage: {command.usage}") from None
+        ok, result = await self._isolated(command.plugin, f"/{name}", command.func(ctx, **values))
+        if not ok:
+            raise EndTurnWith(
+                f"/{name} failed",
+                f"Sorry, /{name} ran into a problem. The bot's operator can see what happened "
+                "in the log.",
+            )
+        raise EndTurnWith(f"command /{name}", result if isinstance(result, str) else None)
+
+    def _rate_wait(self, turn: Turn, command: Command) -> float:
+        who = (turn.message.place.platform, turn.user_key)
+        limit, window = self.user_rate
+        wait = self.limiter.wait_needed(who, limit, window)
+        if not wait and command.rate is not None:
+            wait = self.limiter.wait_needed((*who, command.name), *command.rate)
+        return max(wait, 1.0) if wait else 0.0
+
+    async def run_hooks(self, turn: Turn) -> None:
+        """Offer the message to every matching hook, highest priority first."""
+        hooks: list[Hook] = sorted(
+            (hook for loaded in self.loaded.values() for hook in loaded.plugin.hooks),
+            key=lambda h: -h.priority,
+        )
+        for hook in hooks:
+            if hook.plugin not in self.loaded:  # disabled by an earlier hook's command
+                continue
+            ctx = self._context(hook.plugin, turn)
+            try:
+                if not hook.matcher(ctx):
+                    continue
+            except Exception:
+                log.exception("plugin %s: matcher %s failed", hook.plugin, hook.matcher)
+                continue
+            ok, result = await self._isolated(hook.plugin, hook.func.__name__, hook.func(ctx))
+            if not ok:
+                continue  # the next hooks and the model still answer
+            if result is STOP:
+                raise EndTurnWith(f"stopped by plugin {hook.plugin}", None)
+            if isinstance(result, str) and result:
+                raise EndTurnWith(f"answered by plugin {hook.plugin}", result)
+
+    # --- admin ---------------------------------------------------------------------------
+    async def _admin(self, turn: Turn, name: str, args: str) -> str:
+        if not self.bot.is_admin(turn.message.speaker):
+            return f"Only an admin of this bot can use /{name}."
+        if name == "plugins":
+            available = sorted({*builtin_names(), *installed_names(), *self.loaded})
+            lines = ["Plugins (+ running, - available):"]
+            for plugin_name in available:
+                mark = "+" if plugin_name in self.loaded else "-"
+                loaded = self.loaded.get(plugin_name)
+                about = (
+                    f": {loaded.plugin.description}" if loaded and loaded.plugin.description else ""
+                )
+                lines.append(f"{mark} {plugin_name}{about}")
+            return "\n".join(lines)
+        action, _, target = args.partition(" ")
+        target = target.strip()
+        if action not in ("enable", "disable", "reload") or not target:
+            return "Usage: /plugin enable|disable|reload NAME"
+        if action == "disable":
+            if target in ESSENTIAL:
+                return f"{target} is always on: it is how people control their data."
+            if target not in self.loaded:
+                return f"{target} is not running."
+            await self._stop(target)
+            await self._remember(target, False)
+            return f"Disabled {target}."
+        try:
+            plugin, module = find_plugin(target)
+            if action == "reload":
+                if module is None:
+                    return f"{target} cannot be reloaded (it is not a module)."
+                module = importlib.reload(module)
+                plugin = _plugin_of(module, target)
+            settings = plugin_settings(plugin, self.bot.profile.plugin.get(target, {}))
+        except ConfigError as error:
+            return str(error)
+        except Exception as error:  # a broken plugin file must not take the bot down
+            log.exception("plugin %s could not be loaded", target)
+            return f"{target} could not be loaded: {type(error).__name__}: {error}"
+        if action == "enable" and target in self.loaded:
+            return f"{target} is already running."
+        await self._stop(target)
+        if not await self._start(Loaded(plugin, module, settings)):
+            return f"{target} failed to start; see the log."
+        await self._remember(target, True)
+        return f"{'Reloaded' if action == 'reload' else 'Enabled'} {target}."
+
+    async def _remember(self, name: str, enabled: bool) -> None:
+        async with self.bot.store.transaction() as db:
+            await db.execute(
+                "INSERT INTO plugin_state (bot, plugin, enabled) VALUES (?, ?, ?)"
+                " ON CONFLICT (bot, plugin) DO UPDATE SET enabled = excluded.enabled",
+                (self.bot.profile.name, name, int(enabled)),
+            )
+
+    async def _overrides(self) -> dict[str, bool]:
+        async with self.bot.store.db.execute(
+            "SELECT plugin, enabled FROM plugin_state WHERE bot = ?", (self.bot.profile.name,)
+        ) as cursor:
+            return {row[0]: bool(row[1]) for row in await cursor.fetchall()}
+
+
+def _seconds_until(job: Job) -> float:
+    if job.every is not None:
+        return job.every
+    assert job.at is not None
+    now = datetime.now(UTC)
+    next_run = datetime.combine(now.date(), job.at, tzinfo=UTC)
+    if next_run <= now:
+        next_run += timedelta(days=1)
+    return (next_run - now).total_seconds()
