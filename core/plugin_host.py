@@ -119,11 +119,14 @@ def plugin_settings(plugin: Plugin, values: dict[str, Any]) -> Any:
 
 @dataclass
 class Loaded:
+    spec: str
+    """How it was asked for: a name, or a module path (what finds it again)."""
     plugin: Plugin
     module: types.ModuleType | None
     settings: Any
     state: dict[str, Any] = field(default_factory=dict)
     jobs: list[asyncio.Task[None]] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class RateLimiter:
@@ -154,14 +157,20 @@ class PluginHost:
 
     # --- life cycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        names = list(dict.fromkeys([*ESSENTIAL, *self.bot.profile.plugins]))
+        specs = list(dict.fromkeys([*ESSENTIAL, *self.bot.profile.plugins]))
         overrides = await self._overrides()
-        names += [n for n, on in overrides.items() if on and n not in names]
-        names = [n for n in names if overrides.get(n, True) or n in ESSENTIAL]
-        for name in names:
-            plugin, module = find_plugin(name)  # a missing plugin stops the start: config
-            settings = plugin_settings(plugin, self.bot.profile.plugin.get(name, {}))
-            await self._start(Loaded(plugin, module, settings))
+        specs += [spec for spec, on in overrides.items() if on and spec not in specs]
+        for spec in specs:
+            plugin, module = find_plugin(spec)  # a missing plugin stops the start: config
+            if not overrides.get(spec, True) and plugin.name not in ESSENTIAL:
+                continue  # an admin disabled it
+            if plugin.name in self.loaded:
+                continue
+            await self._start(Loaded(spec, plugin, module, self._settings(spec, plugin)))
+
+    def _settings(self, spec: str, plugin: Plugin) -> Any:
+        tables = self.bot.profile.plugin
+        return plugin_settings(plugin, tables.get(spec, tables.get(plugin.name, {})))
 
     async def _start(self, loaded: Loaded) -> bool:
         context = JobContext(self.bot, loaded.plugin, loaded.settings, loaded.state)
@@ -179,8 +188,9 @@ class PluginHost:
         loaded = self.loaded.pop(name, None)
         if loaded is None:
             return
-        for task in loaded.jobs:
-            task.cancel()
+        # Jobs finish the run they are in (within the plugin time limit), then stop:
+        # cancelling one in the middle of a database read would leave the read open.
+        loaded.stopping.set()
         await asyncio.gather(*loaded.jobs, return_exceptions=True)
         context = JobContext(self.bot, loaded.plugin, loaded.settings, loaded.state)
         for teardown in loaded.plugin.teardowns:
@@ -193,8 +203,12 @@ class PluginHost:
     async def _run_job(self, loaded: Loaded, job: Job) -> None:
         context = JobContext(self.bot, loaded.plugin, loaded.settings, loaded.state)
         name = f"job {job.func.__name__}"
-        while True:
-            await asyncio.sleep(_seconds_until(job))
+        while not loaded.stopping.is_set():
+            try:
+                await asyncio.wait_for(loaded.stopping.wait(), _seconds_until(job))
+                return
+            except TimeoutError:
+                pass
             await self._isolated(loaded.plugin.name, name, job.func(context))
 
     # --- isolation -----------------------------------------------------------------------
@@ -310,33 +324,36 @@ class PluginHost:
         target = target.strip()
         if action not in ("enable", "disable", "reload") or not target:
             return "Usage: /plugin enable|disable|reload NAME"
+        running = self.loaded.get(target) or next(
+            (loaded for loaded in self.loaded.values() if loaded.spec == target), None
+        )
         if action == "disable":
-            if target in ESSENTIAL:
-                return f"{target} is always on: it is how people control their data."
-            if target not in self.loaded:
+            if running is None:
                 return f"{target} is not running."
-            await self._stop(target)
-            await self._remember(target, False)
+            if running.plugin.name in ESSENTIAL:
+                return f"{target} is always on: it is how people control their data."
+            await self._stop(running.plugin.name)
+            await self._remember(running.spec, False)
             return f"Disabled {target}."
+        if action == "enable" and running is not None:
+            return f"{target} is already running."
+        spec = running.spec if running is not None else target
+        if running is not None:  # reload: stop the old code before loading the new
+            await self._stop(running.plugin.name)
         try:
-            plugin, module = find_plugin(target)
-            if action == "reload":
-                if module is None:
-                    return f"{target} cannot be reloaded (it is not a module)."
+            plugin, module = find_plugin(spec)
+            if action == "reload" and module is not None:
                 module = importlib.reload(module)
-                plugin = _plugin_of(module, target)
-            settings = plugin_settings(plugin, self.bot.profile.plugin.get(target, {}))
+                plugin = _plugin_of(module, spec)
+            settings = self._settings(spec, plugin)
         except ConfigError as error:
             return str(error)
         except Exception as error:  # a broken plugin file must not take the bot down
-            log.exception("plugin %s could not be loaded", target)
+            log.exception("plugin %s could not be loaded", spec)
             return f"{target} could not be loaded: {type(error).__name__}: {error}"
-        if action == "enable" and target in self.loaded:
-            return f"{target} is already running."
-        await self._stop(target)
-        if not await self._start(Loaded(plugin, module, settings)):
+        if not await self._start(Loaded(spec, plugin, module, settings)):
             return f"{target} failed to start; see the log."
-        await self._remember(target, True)
+        await self._remember(spec, True)
         return f"{'Reloaded' if action == 'reload' else 'Enabled'} {target}."
 
     async def _remember(self, name: str, enabled: bool) -> None:

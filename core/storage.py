@@ -209,7 +209,10 @@ class Store:
         return store
 
     async def close(self) -> None:
-        await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as error:  # the WAL is checkpointed at next open
+            log.warning("could not checkpoint %s on close: %s", self.path, error)
         await self.db.close()
 
     @contextlib.asynccontextmanager

@@ -7,6 +7,7 @@ async with testing.open_bot(tmp_path) as bot:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -132,10 +133,23 @@ class FakeAdapter:
         self.platform = platform
         self.sent: list[tuple[Place, str]] = []
         self.last = CollectingChannel()
+        self._arrived = asyncio.Condition()
         bot.outboxes[platform] = self._outbox
 
     async def _outbox(self, place: Place, text: str) -> None:
         self.sent.append((place, text))
+        async with self._arrived:
+            self._arrived.notify_all()
+
+    async def wait_sent(self, count: int = 1, within: float = 10.0) -> list[tuple[Place, str]]:
+        """Wait until the bot has said ``count`` things unprompted (e.g. reminders)."""
+
+        async def enough() -> None:
+            async with self._arrived:
+                await self._arrived.wait_for(lambda: len(self.sent) >= count)
+
+        await asyncio.wait_for(enough(), within)
+        return self.sent
 
     async def turn(self, text: str, **where: Any) -> TurnResult:
         self.last = CollectingChannel()

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class KnowledgeSettings(BaseModel):
     folder: str = Field(default="knowledge", description="Inside the bot profile's folder.")
     top_k: int = Field(default=3, ge=1, le=10)
-    min_similarity: float = Field(default=0.3, ge=-1, le=1)
+    min_similarity: float = Field(default=0.2, ge=-1, le=1)
     passage_chars: int = Field(default=700, ge=100, description="Longest passage.")
     budget_chars: int = Field(default=1500, ge=100, description="Most text given per turn.")
 
@@ -109,7 +109,7 @@ async def ground(ctx: Context) -> None:
     if chosen:
         ctx.note(
             "Passages from the documents you answer from. Use them when they answer the "
-            "question, and name the source in brackets, like [faq.md#Opening hours]:\n\n"
+            "question, and name the source in brackets, like [guide.md#Section]:\n\n"
             + "\n\n".join(chosen)
         )
 

@@ -94,7 +94,7 @@ def _when(seconds: float) -> str:
             count = round(seconds / size, 1)
             shown = f"{count:g}"
             return f"{shown} {unit}{'' if shown == '1' else 's'}"
-    return f"{seconds:.0f} seconds"
+    return f"{seconds:.0f} second{'' if round(seconds) == 1 else 's'}"
 
 
 async def _add(ctx: Context, delay: float, what: str) -> str:
