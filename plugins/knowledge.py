@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class KnowledgeSettings(BaseModel):
     folder: str = Field(default="knowledge", description="Inside the bot profile's folder.")
     top_k: int = Field(default=3, ge=1, le=10)
-    min_similarity: float = Field(default=0.2, ge=-1, le=1)
+    min_similarity: float = Field(default=0.35, ge=-1, le=1)
     passage_chars: int = Field(default=700, ge=100, description="Longest passage.")
     budget_chars: int = Field(default=1500, ge=100, description="Most text given per turn.")
 
@@ -71,6 +71,12 @@ def _cut(name: str, text: str, longest: int) -> list[Passage]:
     return found
 
 
+def _pieces(passage: Passage) -> list[str]:
+    """What a passage is matched by: its source with its start, and each sentence."""
+    sentences = [x.strip() for x in re.split(r"(?<=[.!?])\s+|\n+", passage.text) if x.strip()]
+    return [f"{passage.source}: {passage.text[:200]}", *sentences]
+
+
 @plugin.setup
 async def load(ctx: JobContext) -> None:
     settings: KnowledgeSettings = ctx.settings
@@ -81,9 +87,18 @@ async def load(ctx: JobContext) -> None:
     found = passages(folder, settings.passage_chars) if folder.is_dir() else []
     if not found:
         log.warning("knowledge: no Markdown documents in %s", folder)
-    vectors = await ctx.bot.memory.embedder.embed([f"{p.source}\n{p.text}" for p in found])
+    # A passage is as relevant as its best-matching sentence: a question is short, and
+    # short texts compare better with short texts than with a whole section.
+    owners: list[int] = []
+    texts: list[str] = []
+    for index, passage in enumerate(found):
+        pieces = _pieces(passage)
+        texts += pieces
+        owners += [index] * len(pieces)
+    vectors = await ctx.bot.memory.embedder.embed(texts) if texts else np.zeros((0, 1))
     ctx.state["passages"], ctx.state["vectors"] = found, vectors
-    log.info("knowledge: %d passages from %s", len(found), folder)
+    ctx.state["owners"] = np.asarray(owners, dtype=np.int64)
+    log.info("knowledge: %d passages (%d sentences) from %s", len(found), len(texts), folder)
 
 
 async def relevant(ctx: Context, question: str) -> list[tuple[float, Passage]]:
@@ -92,7 +107,9 @@ async def relevant(ctx: Context, question: str) -> list[tuple[float, Passage]]:
     if not found or ctx.bot.memory is None:
         return []
     query = (await ctx.bot.memory.embedder.embed([question]))[0]
-    scores = np.asarray(ctx.state["vectors"]) @ query
+    similarity = np.asarray(ctx.state["vectors"]) @ query
+    scores = np.full(len(found), -1.0)
+    np.maximum.at(scores, ctx.state["owners"], similarity)
     best = np.argsort(-scores)[: settings.top_k]
     return [(float(scores[i]), found[i]) for i in best if scores[i] >= settings.min_similarity]
 

@@ -7,6 +7,8 @@ package that carries all-MiniLM-L6-v2, the same one long-term memory uses.
 
 from __future__ import annotations
 
+import warnings
+
 import asyncio
 import json
 from collections.abc import Sequence
@@ -118,7 +120,9 @@ def load_network(folder: Path, encoder: str = "embedded") -> tuple[Any, Any, lis
         )
     where = encoder_path(encoder)
     tokenizer = AutoTokenizer.from_pretrained(where)
-    encoder_model = PeftModel.from_pretrained(AutoModel.from_pretrained(where), str(folder))
+    with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing.*", FutureWarning)
+        encoder_model = PeftModel.from_pretrained(AutoModel.from_pretrained(where), str(folder))
     net = EmotionNet(encoder_model.merge_and_unload())
     net.head.load_state_dict(load_file(str(folder / "head.safetensors")))
     net.eval()
