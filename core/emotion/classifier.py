@@ -7,10 +7,9 @@ package that carries all-MiniLM-L6-v2, the same one long-term memory uses.
 
 from __future__ import annotations
 
-import warnings
-
 import asyncio
 import json
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
