@@ -77,8 +77,21 @@ class PluginStorage:
             row = await cursor.fetchone()
         return self._entry(row).value if row else default
 
-    async def items(self, prefix: str = "") -> list[Entry]:
+    async def items(self, prefix: str = "", *, everyone: bool = False) -> list[Entry]:
+        """The entries whose key starts with ``prefix``. ``everyone``: every person's
+        entries that this scope may see (in a group channel, all made in it), not just
+        the speaker's, as recall sees the channel's memories."""
         where, params = self._where()
+        if everyone:
+            assert self.scope is not None
+            scope_where, scope_params = self.scope.where()
+            where, params = (
+                f"plugin = ? AND {scope_where} AND user_key != ''",
+                (
+                    self.plugin,
+                    *scope_params,
+                ),
+            )
         async with self.store.db.execute(
             f"SELECT {_COLUMNS} FROM plugin_data WHERE {where} AND key LIKE ? ESCAPE '\\'"
             " ORDER BY id",
