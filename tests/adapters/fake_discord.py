@@ -310,6 +310,12 @@ class FakeDiscord:
                     "flags": 0,
                 }
             )
+        if path == "/users/@me/channels":  # open a DM with a user
+            self.calls.append(call)
+            recipient = user(1) if body.get("recipient_id") == user(1)["id"] else user(2)
+            return _json(
+                {"id": DM_CHANNEL, "type": 1, "recipients": [recipient], "last_message_id": None}
+            )
         if path == "/gateway/bot":
             limits = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
             return _json({"url": self.gateway, "shards": 1, "session_start_limit": limits})

@@ -127,6 +127,13 @@ class FakeSlack:
 
         await asyncio.wait_for(enough(), within)
 
+    async def wait(self, predicate: Any, within: float = 10.0) -> None:
+        async def enough() -> None:
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+        await asyncio.wait_for(enough(), within)
+
     async def wait_connected(self, count: int = 1, within: float = 10.0) -> None:
         async def enough() -> None:
             async with self._changed:

@@ -69,12 +69,27 @@ def script() -> Script:
 
 
 @pytest.fixture
+def plugins() -> list[str]:
+    return ["help", "privacy"]
+
+
+@pytest.fixture
 async def running(
-    tmp_path: Path, fake: FakeDiscord, script: Script, request: pytest.FixtureRequest
+    tmp_path: Path,
+    plugins: list[str],
+    fake: FakeDiscord,
+    script: Script,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Running]:
     settings = discord_settings(tmp_path, fake, **getattr(request, "param", {}))
     generator = FakeGenerator(script, delay=0.01)
-    async with testing.open_bot(settings.data_dir, settings=settings, generator=generator) as bot:
+    async with testing.open_bot(
+        settings.data_dir,
+        settings=settings,
+        generator=generator,
+        plugins=plugins,
+        plugin_settings={"moderation": {"blocked_words": ["spoiler"]}},
+    ) as bot:
         adapter = DiscordAdapter(settings, ready_timeout=0.1)
         await adapter.login()
         await adapter.start(bot)
@@ -317,3 +332,19 @@ def test_direct_message_with_attachment() -> None:
 def test_joins_and_pins_are_not_turns() -> None:
     native = _recorded("member_join")
     assert to_message(native, native._state.user) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("plugins", [["moderation", "reminders"]])
+async def test_private_notices_are_direct_messages_and_reminders_go_to_the_channel(
+    running: Running,
+) -> None:
+    fake = running.fake
+    await fake.dispatch("MESSAGE_CREATE", addressed(fake, "huge spoiler here"))
+    await fake.wait_sent()
+    (notice,) = [c for c in fake.calls if c.method == "POST" and c.path.endswith("/messages")]
+    assert notice.path == f"/channels/{DM_CHANNEL}/messages" and "blocked" in notice.body["content"]
+    assert any(c.path == "/users/@me/channels" for c in fake.calls)  # the DM was opened
+    await fake.dispatch("MESSAGE_CREATE", addressed(fake, "remind me in 1 second to stretch"))
+    await fake.wait(lambda: any("Reminder" in t for t in fake.texts()), within=10)
+    (reminder,) = [c for c in fake.calls if "Reminder" in str(c.body.get("content"))]
+    assert reminder.path == f"/channels/{CHANNEL}/messages"

@@ -72,13 +72,28 @@ def script() -> Script:
     return echo
 
 
+@pytest.fixture
+def plugins() -> list[str]:
+    return ["help", "privacy"]
+
+
 @pytest.fixture(params=["socket"])
 async def running(
-    tmp_path: Path, fake: FakeSlack, script: Script, request: pytest.FixtureRequest
+    tmp_path: Path,
+    plugins: list[str],
+    fake: FakeSlack,
+    script: Script,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Running]:
     settings = slack_settings(tmp_path, fake, request.param)
     generator = FakeGenerator(script, delay=0.01)
-    async with testing.open_bot(settings.data_dir, settings=settings, generator=generator) as bot:
+    async with testing.open_bot(
+        settings.data_dir,
+        settings=settings,
+        generator=generator,
+        plugins=plugins,
+        plugin_settings={"moderation": {"blocked_words": ["spoiler"]}},
+    ) as bot:
         adapter = SlackAdapter(settings)
         await adapter.login()
         await adapter.start(bot)
@@ -301,3 +316,33 @@ def test_file_share_keeps_its_files() -> None:
     body = _recorded("file_share")
     message = to_message(body["event"], body["team_id"], BOT_USER)
     assert message is not None and [a.name for a in message.attachments] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("plugins", [["moderation", "reminders"]])
+async def test_private_notices_are_ephemeral_and_reminders_land_in_the_thread(
+    running: Running,
+) -> None:
+    fake = running.fake
+    await fake.push(
+        fake.event(
+            channel="C0GENERAL",
+            channel_type="channel",
+            user="U0BOB",
+            text=f"<@{BOT_USER}> a spoiler for you",
+        )
+    )
+    await fake.wait_for("chat.postEphemeral")
+    (notice,) = fake.sent("chat.postEphemeral")
+    assert notice["user"] == "U0BOB" and "blocked" in notice["text"]
+    await fake.push(
+        fake.event(
+            channel="C0GENERAL",
+            channel_type="channel",
+            user="U0BOB",
+            text=f"<@{BOT_USER}> remind me in 1 second to stretch",
+            thread_ts="1700000000.000900",
+        )
+    )
+    await fake.wait(lambda: any("Reminder" in t for t in fake.texts()), within=10)
+    (reminder,) = [p for p in fake.sent() if "Reminder" in p["text"]]
+    assert reminder["channel"] == "C0GENERAL" and reminder["thread_ts"] == "1700000000.000900"

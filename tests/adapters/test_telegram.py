@@ -75,13 +75,28 @@ def script() -> Script:
 
 
 @pytest.fixture
+def plugins() -> list[str]:
+    return ["help", "privacy"]
+
+
+@pytest.fixture
 async def running(
-    tmp_path: Path, fake: FakeTelegram, script: Script, request: pytest.FixtureRequest
+    tmp_path: Path,
+    plugins: list[str],
+    fake: FakeTelegram,
+    script: Script,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Running]:
     extra = getattr(request, "param", {})
     settings = telegram_settings(tmp_path, fake, **extra)
     generator = FakeGenerator(script, delay=0.01)
-    async with testing.open_bot(settings.data_dir, settings=settings, generator=generator) as bot:
+    async with testing.open_bot(
+        settings.data_dir,
+        settings=settings,
+        generator=generator,
+        plugins=plugins,
+        plugin_settings={"moderation": {"blocked_words": ["spoiler"]}},
+    ) as bot:
         adapter = TelegramAdapter(settings)
         await adapter.login()
         await adapter.start(bot)
@@ -289,3 +304,21 @@ def test_photo_caption_is_the_text_and_the_photo_an_attachment() -> None:
 
 def test_channel_posts_are_not_turns() -> None:
     assert to_message(_recorded("channel_post"), ME) is None
+
+
+@pytest.mark.parametrize("plugins", [["moderation", "reminders"]])
+async def test_private_notices_go_to_the_person_and_reminders_to_the_chat(
+    running: Running,
+) -> None:
+    fake, lounge = running.fake, group()
+    text = "@sol_bot big spoiler ahead"
+    fake.update(fake.message(text, chat=lounge, entities=mention(text, "sol_bot")))
+    await fake.wait_for("sendMessage")
+    (notice,) = fake.sent()
+    assert int(notice["chat_id"]) == person(1)["id"] and "blocked" in notice["text"]
+    text = "@sol_bot remind me in 1 second to stretch"
+    fake.update(fake.message(text, chat=lounge, entities=mention(text, "sol_bot")))
+    await fake.wait_for("sendMessage", 3, within=10)
+    reminder = fake.sent()[-1]
+    assert int(reminder["chat_id"]) == lounge["id"]
+    assert reminder["text"] == "⏰ Reminder for User1: stretch"
