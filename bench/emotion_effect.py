@@ -8,7 +8,9 @@ new direct message, through the real pipeline with the embedded model (SmolLM2-1
 once with the default profile's emotion policy and once with it switched off: same
 model, same seed, same persona. The replies are then read by the emotion classifier;
 a reply counts as caring or supportive when its labels include caring, optimism or
-love. Reported: that share and the mean reply length, with the policy on and off.
+love. Reported: that share and the mean reply length, with the policy on and off; and,
+since the policy begins replies to distress with an acknowledgement that the model
+continues, the same share for what the model wrote after it (the opening removed).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from core import testing
 from core.emotion.classifier import EmotionClassifier
 from core.emotion.labels import LABELS
+from core.emotion.policy import OPENINGS
 from core.emotion.training import read_split
 from core.generation.transformers_engine import TransformersGenerator
 from core.settings import PROJECT_BOTS_DIR, BotProfile, load_profile
@@ -33,6 +36,13 @@ from core.settings import PROJECT_BOTS_DIR, BotProfile, load_profile
 TEST = Path(__file__).resolve().parent.parent / "data" / "goemotions" / "test.tsv"
 NEGATIVE = {"sadness", "grief", "fear", "nervousness", "anger", "annoyance"}
 SUPPORTIVE = {"caring", "optimism", "love"}
+
+
+def _without_opening(reply: str) -> str:
+    for opening in OPENINGS.values():
+        if reply.startswith(opening):
+            return reply[len(opening) :].strip()
+    return reply
 
 
 def messages(limit: int) -> list[str]:
@@ -92,10 +102,18 @@ async def main() -> None:
             bool(SUPPORTIVE & set(r.predicted)) and bool(s)
             for r, s in zip(readings, said, strict=True)
         ]
+        # What the model itself wrote: the reply without the policy's opening sentence.
+        written = [_without_opening(s) for s in said]
+        own = classifier.read_now([w or "." for w in written])
         results[name] = {
             "replies": said,
             "supportive_share": statistics.fmean(supportive),
             "caring_share": statistics.fmean("caring" in r.predicted for r in readings),
+            "model_written_supportive_share": statistics.fmean(
+                bool(SUPPORTIVE & set(r.predicted)) and bool(w)
+                for r, w in zip(own, written, strict=True)
+            ),
+            "opened_share": statistics.fmean(s != w for s, w in zip(said, written, strict=True)),
             "mean_words": statistics.fmean(len(s.split()) for s in said),
         }
     print(

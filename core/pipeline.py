@@ -32,7 +32,7 @@ from core.plugin_host import EndTurnWith
 from core.privacy import Scope, redact
 from core.settings import GroupSettings
 from core.summary import Summary
-from core.types import ChatMessage, Message, Reply
+from core.types import ChatMessage, Message, Reply, Role
 
 if TYPE_CHECKING:
     from core.bot import Bot
@@ -222,9 +222,16 @@ async def respond(turn: Turn) -> None:
     if bot.generator.remote and bot.store.privacy.redact_remote:
         messages = tuple(ChatMessage(m.role, redact(m.content)) for m in messages)
     pieces: list[str] = []
+    opening = turn.decision.opening if bot.generator.continues_replies else ""
+    if opening:  # the policy begins the reply; the model goes on from there
+        messages = (*messages, ChatMessage(Role.ASSISTANT, opening))
+        pieces.append(opening)
+        await turn.channel.stream(opening)
     try:
         async with asyncio.timeout(bot.profile.model.timeout_s):
             async for piece in bot.generator.stream(messages, params):
+                if len(pieces) == 1 and opening and not piece[:1].isspace():
+                    piece = " " + piece
                 pieces.append(piece)
                 await turn.channel.stream(piece)
     except BackendError as error:

@@ -216,6 +216,13 @@ class EmotionSettings(_Strict):
     reactions: dict[str, str] = Field(
         default_factory=dict, description="Per Ekman group, replaces the built-in emoji."
     )
+    open: bool = Field(
+        default=True,
+        description="Start replies to sadness, fear and anger with an acknowledgement.",
+    )
+    openings: dict[str, str] = Field(
+        default_factory=dict, description="Per Ekman group, replaces the built-in opening."
+    )
     calm_temperature: float = Field(default=0.3, ge=0.0, le=2.0)
     calm_max_new_tokens: int = Field(default=80, ge=1)
 

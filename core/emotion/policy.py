@@ -1,8 +1,11 @@
 """The emotion policy: how a reading (and the person's recent trajectory) changes a reply.
 
-Three levers, each configurable per bot profile (``[emotion]``):
+Four levers, each configurable per bot profile (``[emotion]``):
 - guidance for the model in the system prompt (acknowledge feelings before advice
   when someone is sad or afraid, stay calm and never argue with anger, share joy);
+- an opening acknowledgement for sadness, fear and anger: the reply starts with it and
+  the model continues from there (engines that can continue a reply; small models
+  follow a started sentence far better than an instruction);
 - generation settings (calmer sampling and shorter replies for strong negative feelings);
 - a reaction emoji on the user's message, where the platform has reactions.
 """
@@ -27,6 +30,11 @@ GUIDANCE: dict[str, str] = {
     "disgust": "The person seems put off or disgusted. Acknowledge it without judging them.",
 }
 REACTIONS: dict[str, str] = {"joy": "🎉", "sadness": "🫂", "fear": "🤗", "surprise": "😮"}
+OPENINGS: dict[str, str] = {
+    "sadness": "I'm sorry to hear that.",
+    "fear": "That sounds really worrying.",
+    "anger": "That sounds really frustrating.",
+}
 CALM = {"sadness", "fear", "anger"}
 
 
@@ -35,6 +43,8 @@ class Decision:
     guidance: str
     params: GenerationSettings
     reaction: str
+    opening: str = ""
+    """The reply starts with this; the model continues it (empty: nothing is primed)."""
 
 
 def _group(reading: Reading) -> str:
@@ -72,4 +82,5 @@ def decide(
             }
         )
     reaction = settings.reactions.get(group, REACTIONS.get(group, "")) if settings.react else ""
-    return Decision(" ".join(lines), params, reaction)
+    opening = settings.openings.get(group, OPENINGS.get(group, "")) if settings.open else ""
+    return Decision(" ".join(lines), params, reaction, opening)

@@ -20,6 +20,9 @@ class Generator(abc.ABC):
     model is remote and its tokenizer unknown).
     """
 
+    continues_replies: bool = False
+    """True when a chat ending in an assistant message is continued (the policy's opening)."""
+
     name: str = "generator"
     context_window: int = 2048
     per_message_overhead: int = 4

@@ -37,6 +37,7 @@ class FakeGenerator(Generator):
     """
 
     name = "fake"
+    continues_replies = True
 
     def __init__(
         self,

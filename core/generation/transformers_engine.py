@@ -30,6 +30,7 @@ _END = object()
 
 class TransformersGenerator(Generator):
     name = "transformers"
+    continues_replies = True
 
     def __init__(
         self,
@@ -178,9 +179,11 @@ class TransformersGenerator(Generator):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
 
+        started = bool(messages) and messages[-1].role is Role.ASSISTANT
         inputs = tokenizer.apply_chat_template(
             [m.as_dict() for m in messages],
-            add_generation_prompt=True,
+            add_generation_prompt=not started,
+            continue_final_message=started,  # the reply is begun: go on from its last word
             return_tensors="pt",
             return_dict=True,
         )

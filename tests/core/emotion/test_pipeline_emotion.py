@@ -122,3 +122,38 @@ def test_distress_among_the_labels_outranks_surprise() -> None:
     assert reading.ekman == "surprise"  # the classifier's own summary
     decision = policy.decide(reading, Trajectory(()), GenerationSettings(), EmotionSettings())
     assert "do not argue" in decision.guidance and decision.params.temperature <= 0.3
+
+
+async def test_distress_replies_begin_with_an_acknowledgement_the_model_continues(
+    tmp_path: Path,
+) -> None:
+    generator = FakeGenerator(lambda _: "Do you want to talk about it?")
+    async with testing.open_bot(tmp_path, generator=generator) as bot:
+        sad = await testing.say(bot, "I feel so lonely tonight", user="ann")
+        prompt = generator.prompts[-1]
+        angry = await testing.say(bot, "this is so annoying and I am furious", user="bob")
+        plain = await testing.say(bot, "the bus leaves at nine", user="cy")
+    assert prompt[-1].role.value == "assistant" and prompt[-1].content == "I'm sorry to hear that."
+    assert sad.reply is not None
+    assert sad.reply.text == "I'm sorry to hear that. Do you want to talk about it?"
+    assert angry.reply is not None and angry.reply.text.startswith(
+        "That sounds really frustrating."
+    )
+    assert plain.reply is not None and plain.reply.text == "Do you want to talk about it?"
+
+
+async def test_openings_are_configurable_and_skipped_where_the_engine_cannot_continue(
+    tmp_path: Path,
+) -> None:
+    profile = load_profile(PROJECT_BOTS_DIR, "companion")
+    own = profile.emotion.model_copy(update={"openings": {"sadness": "Oh no."}})
+    generator = FakeGenerator(lambda _: "Tell me more.")
+    async with testing.open_bot(
+        tmp_path, generator=generator, profile=profile.model_copy(update={"emotion": own})
+    ) as bot:
+        mine = await testing.say(bot, "I feel sad", user="ann")
+        generator.continues_replies = False  # like an OpenAI-compatible server
+        remote = await testing.say(bot, "I feel sad", user="bob")
+    assert mine.reply is not None and mine.reply.text == "Oh no. Tell me more."
+    assert remote.reply is not None and remote.reply.text == "Tell me more."
+    assert generator.prompts[-1][-1].role.value == "user"  # nothing was primed
