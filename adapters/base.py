@@ -179,7 +179,9 @@ class EditingChannel(abc.ABC, Generic[Handle]):
         self._stop_typing()
         if self._pending is not None:
             await self._pending
-        parts = split_text(reply.text, self.limit) or ["…"]
+        parts = split_text(reply.text, self.limit)
+        if not parts and self._handle is not None:
+            parts = ["…"]  # something was shown; it cannot be edited to nothing
         if self._handle is not None:
             try:
                 if parts[0] != self._shown:
@@ -195,7 +197,7 @@ class EditingChannel(abc.ABC, Generic[Handle]):
             except Exception:  # a reaction is a nicety: never lose the reply over it
                 log.warning("could not react with %s", reply.reaction, exc_info=True)
         # A plugin may answer more than once in a turn: the next answer is a new message.
-        self._handle, self._shown, self._text = None, "", ""
+        self._handle, self._shown, self._text, self._pending = None, "", "", None
 
     async def whisper(self, text: str) -> None:
         """Tell only the speaker; platforms that can do better than a reply override it."""
