@@ -32,6 +32,7 @@ from tests.adapters.fake_discord import (
     guild_create,
     user,
 )
+from tests.adapters.helpers import settled
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -98,13 +99,6 @@ async def running(
         finally:
             await adapter.stop_intake()
     await adapter.close()
-
-
-async def settled(running: Running) -> None:
-    bot = running.adapter.bot
-    assert bot is not None
-    await asyncio.sleep(0.1)  # let events already received reach the bot
-    await bot.idle()
 
 
 def addressed(fake: FakeDiscord, text: str, **more: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@ fake Slack on 127.0.0.1, and the real core with the fake generator."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from tests.adapters.fake_slack import (
     signed,
     slash_command,
 )
+from tests.adapters.helpers import settled
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -104,13 +104,6 @@ async def running(
         finally:
             await adapter.stop_intake()
     await adapter.close()
-
-
-async def settled(running: Running) -> None:
-    bot = running.adapter.bot
-    assert bot is not None
-    await asyncio.sleep(0.05)  # let events already received reach the bot
-    await bot.idle()
 
 
 def dm(fake: FakeSlack, text: str, **more: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from tests.adapters.fake_telegram import (
     mention,
     person,
 )
+from tests.adapters.helpers import settled
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -51,14 +52,6 @@ def telegram_settings(tmp_path: Path, fake: FakeTelegram, **more: Any) -> Settin
         _env_file=None,  # type: ignore[call-arg]
         **more,
     )
-
-
-async def settled(running: Running) -> None:
-    """Wait until the bot has no turn queued or running."""
-    bot = running.adapter.bot
-    assert bot is not None
-    await asyncio.sleep(0.05)  # let events already received reach the bot
-    await bot.idle()
 
 
 @pytest.fixture
