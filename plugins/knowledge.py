@@ -13,6 +13,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -101,12 +102,13 @@ async def load(ctx: JobContext) -> None:
     log.info("knowledge: %d passages (%d sentences) from %s", len(found), len(texts), folder)
 
 
-async def relevant(ctx: Context, question: str) -> list[tuple[float, Passage]]:
+async def relevant(ctx: Context, question: str, vector: Any = None) -> list[tuple[float, Passage]]:
+    """The passages that answer ``question`` best (``vector``: its embedding, if known)."""
     settings: KnowledgeSettings = ctx.settings
     found: list[Passage] = ctx.state.get("passages", [])
     if not found or ctx.bot.memory is None:
         return []
-    query = (await ctx.bot.memory.embedder.embed([question]))[0]
+    query = vector if vector is not None else (await ctx.bot.memory.embedder.embed([question]))[0]
     similarity = np.asarray(ctx.state["vectors"]) @ query
     scores = np.full(len(found), -1.0)
     np.maximum.at(scores, ctx.state["owners"], similarity)
@@ -118,7 +120,8 @@ async def relevant(ctx: Context, question: str) -> list[tuple[float, Passage]]:
 async def ground(ctx: Context) -> None:
     settings: KnowledgeSettings = ctx.settings
     chosen, used = [], 0
-    for _, passage in await relevant(ctx, ctx.text):
+    # perceive already embedded the message with the same model: no second embedding
+    for _, passage in await relevant(ctx, ctx.text, ctx.turn.vector):
         if used + len(passage.text) > settings.budget_chars:
             break
         chosen.append(f"[{passage.source}]\n{passage.text}")
