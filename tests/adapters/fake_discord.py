@@ -9,7 +9,6 @@ sends the MESSAGE_CREATE events tests push.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.adapters.helpers import LoopbackServer
 
 TOKEN = "MTEzNzQyNDI0MjQyNDI0MjQy.GfAkE0.fake-discord-token-for-loopback-tests"
 BOT_ID = "1137424242424242424"
@@ -131,18 +132,15 @@ class Call:
 
 
 @dataclass
-class FakeDiscord:
+class FakeDiscord(LoopbackServer):
     token: str = TOKEN
     calls: list[Call] = field(default_factory=list)
     identifies: list[dict[str, Any]] = field(default_factory=list)
     resumes: int = 0
-    url: str = ""
     rate_limit_next: int = 0
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    _runner: web.AppRunner | None = None
 
     @property
     def api(self) -> str:
@@ -156,17 +154,12 @@ class FakeDiscord:
         app = web.Application()
         app.router.add_get("/gw", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        await self.serve(app)
 
     async def stop(self) -> None:
         for socket in list(self._sockets):
             await socket.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
 
     # --- what tests use ------------------------------------------------------------------
     def snowflake(self) -> str:
@@ -227,21 +220,10 @@ class FakeDiscord:
                 latest[call.body["_id"]] = call.body.get("content", "")
         return list(latest.values())
 
-    async def wait(self, predicate: Any, within: float = 10.0) -> None:
-        async def enough() -> None:
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-
-        await asyncio.wait_for(enough(), within)
-
     async def wait_sent(self, count: int = 1, within: float = 10.0) -> None:
         await self.wait(lambda: len(self.sent()) >= count, within)
 
     # --- the server ----------------------------------------------------------------------
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     async def _send(self, socket: web.WebSocketResponse, event: str, data: Any) -> None:
         frame = {"op": 0, "t": event, "s": next(self._seq), "d": data}
         await socket.send_str(json.dumps(frame))

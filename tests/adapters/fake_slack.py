@@ -7,7 +7,6 @@ acknowledgements. Slash-command answers (``response_url``) land under ``/respond
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
@@ -18,6 +17,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import WSMsgType, web
+
+from tests.adapters.helpers import LoopbackServer
 
 BOT_TOKEN = "xoxb-1111-2222-fake-bot-token"
 APP_TOKEN = "xapp-1-A111-fake-app-token"
@@ -34,35 +35,27 @@ class Call:
 
 
 @dataclass
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     token: str = BOT_TOKEN
     calls: list[Call] = field(default_factory=list)
     acks: list[str] = field(default_factory=list)
     failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
-    url: str = ""
     connections: int = 0
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _events: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    _runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/link", self._socket)
         app.router.add_post("/respond/{id}", self._respond)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        await self.serve(app)
 
     async def stop(self) -> None:
         for socket in self._sockets:
             await socket.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
 
     # --- what tests use ------------------------------------------------------------------
     def fail_next(self, method: str, status: int, **headers: str) -> None:
@@ -121,31 +114,12 @@ class FakeSlack:
         return list(latest.values())
 
     async def wait_for(self, method: str, count: int = 1, within: float = 10.0) -> None:
-        async def enough() -> None:
-            async with self._changed:
-                await self._changed.wait_for(lambda: len(self.sent(method)) >= count)
-
-        await asyncio.wait_for(enough(), within)
-
-    async def wait(self, predicate: Any, within: float = 10.0) -> None:
-        async def enough() -> None:
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-
-        await asyncio.wait_for(enough(), within)
+        await self.wait(lambda: len(self.sent(method)) >= count, within)
 
     async def wait_connected(self, count: int = 1, within: float = 10.0) -> None:
-        async def enough() -> None:
-            async with self._changed:
-                await self._changed.wait_for(lambda: self.connections >= count)
-
-        await asyncio.wait_for(enough(), within)
+        await self.wait(lambda: self.connections >= count, within)
 
     # --- the server ----------------------------------------------------------------------
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         if request.content_type == "application/json":

@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.adapters.helpers import LoopbackServer
+
 TOKEN = "123456789:AAE-test-token-for-the-fake-server-0001"
 BOT = {
     "id": 123456789,
@@ -35,30 +37,18 @@ class Call:
 
 
 @dataclass
-class FakeTelegram:
+class FakeTelegram(LoopbackServer):
     token: str = TOKEN
     calls: list[Call] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
-    url: str = ""
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
-    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    _runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.serve(app)
 
     # --- what tests use ------------------------------------------------------------------
     def fail_next(self, method: str, status: int, **body: Any) -> None:
@@ -104,17 +94,9 @@ class FakeTelegram:
         return list(latest.values())
 
     async def wait_for(self, method: str, count: int = 1, within: float = 10.0) -> None:
-        async def enough() -> None:
-            async with self._changed:
-                await self._changed.wait_for(lambda: len(self.sent(method)) >= count)
-
-        await asyncio.wait_for(enough(), within)
+        await self.wait(lambda: len(self.sent(method)) >= count, within)
 
     # --- the Bot API ---------------------------------------------------------------------
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         if request.match_info["token"] != self.token:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from aiohttp import web
 
 from adapters.base import PlatformAdapter
 
@@ -19,3 +23,36 @@ async def settled(running: HasAdapter, grace: float = 0.1) -> None:
     assert bot is not None
     await asyncio.sleep(grace)
     await bot.idle()
+
+
+@dataclass
+class LoopbackServer:
+    """What the fake platform servers share: an aiohttp app on 127.0.0.1 (a free port),
+    and a condition that tests wait on until what they expect has arrived."""
+
+    url: str = ""
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _runner: web.AppRunner | None = None
+
+    async def serve(self, app: web.Application) -> None:
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def wait(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+        """Wait until ``predicate()`` holds (checked whenever the server records something)."""
+
+        async def enough() -> None:
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+        await asyncio.wait_for(enough(), within)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
