@@ -27,13 +27,17 @@ def _owner(turn: Turn) -> tuple[str, str]:
     return turn.message.place.platform, turn.user_key
 
 
-async def reset(turn: Turn) -> str:
+@plugin.command("reset", help="start this conversation afresh")
+async def reset(ctx: Context) -> str:
+    turn = ctx.turn
     await turn.bot.store.reset(turn.bot.profile.name, turn.message)
     return "Starting fresh: I won't use our earlier messages here as context from now on."
 
 
-async def what_i_remember(turn: Turn) -> str:
+@plugin.on_message(matchers.regex(_WHAT_DO_YOU_REMEMBER), priority=50)
+async def what_i_remember(ctx: Context) -> str:
     """An honest answer from the stored profile facts, as far as this place may see."""
+    turn = ctx.turn
     assert turn.scope is not None
     known = facts.describe(await turn.bot.profiles.about(turn.scope, turn.user_key))
     where = "" if turn.message.place.is_private else " from this channel"
@@ -47,7 +51,9 @@ async def what_i_remember(turn: Turn) -> str:
     return "\n".join(lines)
 
 
-async def privacy(turn: Turn) -> str:
+@plugin.command("privacy", help="what I keep about you, where, and for how long")
+async def privacy(ctx: Context) -> str:
+    turn = ctx.turn
     bot = turn.bot
     counts = await userdata.counts(bot.store, *_owner(turn))
     out = await userdata.is_opted_out(bot.store, *_owner(turn))
@@ -78,15 +84,19 @@ async def privacy(turn: Turn) -> str:
     return "\n".join(lines)
 
 
-async def export(turn: Turn) -> str:
+@plugin.command("export", help="everything I keep about you, as JSON (DM only)")
+async def export(ctx: Context) -> str:
+    turn = ctx.turn
     if not turn.message.place.is_private:
         return DM_ONLY
     data = await userdata.export(turn.bot.store, *_owner(turn))
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
-async def forget(turn: Turn, args: str) -> str:
-    if args.strip().lower() != "confirm":
+@plugin.command("forget", help="erase everything about you (asks to confirm)")
+async def forget(ctx: Context, confirm: str = "") -> str:
+    turn = ctx.turn
+    if confirm.strip().lower() != "confirm":
         return (
             "This erases everything I keep about you, everywhere: your messages and my "
             "replies, memories, profile facts, summaries, and your opt-out if you set one. "
@@ -100,7 +110,9 @@ async def forget(turn: Turn, args: str) -> str:
     )
 
 
-async def optout(turn: Turn) -> str:
+@plugin.command("optout", help="stop storing anything you say")
+async def optout(ctx: Context) -> str:
+    turn = ctx.turn
     await userdata.set_opted_out(turn.bot.store, *_owner(turn), True)
     return (
         "You're opted out: I'll still answer you, but I won't store anything you say. "
@@ -108,12 +120,16 @@ async def optout(turn: Turn) -> str:
     )
 
 
-async def optin(turn: Turn) -> str:
+@plugin.command("optin", help="let me remember again")
+async def optin(ctx: Context) -> str:
+    turn = ctx.turn
     await userdata.set_opted_out(turn.bot.store, *_owner(turn), False)
     return "You're opted in again: I'll remember our conversations. /optout to stop."
 
 
-async def why(turn: Turn) -> str:
+@plugin.command("why", help="what my last answer to you was based on")
+async def why(ctx: Context) -> str:
+    turn = ctx.turn
     bot, scope = turn.bot, turn.scope
     assert scope is not None
     answer = await bot.store.last_answer(bot.profile.name, turn.message.place, scope, turn.user_key)
@@ -143,43 +159,3 @@ async def why(turn: Turn) -> str:
 def _clip(text: str, limit: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-@plugin.command("privacy", help="what I keep about you, where, and for how long")
-async def _privacy_command(ctx: Context) -> str:
-    return await privacy(ctx.turn)
-
-
-@plugin.command("export", help="everything I keep about you, as JSON (DM only)")
-async def _export_command(ctx: Context) -> str:
-    return await export(ctx.turn)
-
-
-@plugin.command("forget", help="erase everything about you (asks to confirm)")
-async def _forget_command(ctx: Context, confirm: str = "") -> str:
-    return await forget(ctx.turn, confirm)
-
-
-@plugin.command("optout", help="stop storing anything you say")
-async def _optout_command(ctx: Context) -> str:
-    return await optout(ctx.turn)
-
-
-@plugin.command("optin", help="let me remember again")
-async def _optin_command(ctx: Context) -> str:
-    return await optin(ctx.turn)
-
-
-@plugin.command("why", help="what my last answer to you was based on")
-async def _why_command(ctx: Context) -> str:
-    return await why(ctx.turn)
-
-
-@plugin.command("reset", help="start this conversation afresh")
-async def _reset_command(ctx: Context) -> str:
-    return await reset(ctx.turn)
-
-
-@plugin.on_message(matchers.regex(_WHAT_DO_YOU_REMEMBER), priority=50)
-async def _what_do_you_remember(ctx: Context) -> str:
-    return await what_i_remember(ctx.turn)
