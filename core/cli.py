@@ -148,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
         train_emotion.add_argument(name, type=kind, default=default, help=text)
     train_emotion.add_argument("--no-resume", dest="resume", action="store_false")
 
+    from core.chat_training.cli import add_parsers
+
+    add_parsers(train_what, what, commands, _common)
+
     commands.add_parser(
         "keygen",
         help="print a new key for SOCIALBOT_ENCRYPTION_KEY",
@@ -164,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(Cipher.new_key())
         return 0
-    if args.command in ("emotion", "train") or (args.command == "eval" and args.what == "emotion"):
+    if args.command == "emotion" or (args.command in ("train", "eval") and args.what == "emotion"):
         return _emotion_commands(args)
     try:
         settings = load_settings(data_dir=args.data_dir, bot=args.bot)
@@ -181,8 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             asyncio.run(serve(settings, profile))
             return 0
-        if args.command == "eval":
+        if args.command == "eval" and args.what == "memory":
             return asyncio.run(_eval(settings, profile, args))
+        if args.command in ("train", "eval", "export"):
+            from core.chat_training import cli as chat_training
+
+            return chat_training.run(args, settings, profile)
     except ConfigError as error:
         print(f"socialbot: {error}", file=sys.stderr)
         return EXIT_CONFIG

@@ -168,6 +168,14 @@ class ModelSettings(_Strict):
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
     threads: int | None = Field(default=None, ge=1)
+    adapter: str | None = Field(
+        default=None,
+        description="A LoRA adapter folder from `socialbot train chat` (relative to the "
+        "profile's folder, or absolute); runs on the transformers engine.",
+    )
+    merge_adapter: bool = Field(
+        default=True, description="Fold the adapter into the weights at load (faster)."
+    )
 
 
 class GenerationSettings(_Strict):
@@ -257,6 +265,13 @@ class BotProfile(_Strict):
         default_factory=dict, description="Each plugin's settings: [plugin.NAME] tables."
     )
     folder: Path | None = Field(default=None, exclude=True)
+
+    def adapter_path(self) -> Path | None:
+        """The model's LoRA adapter folder, resolved against the profile's folder."""
+        if not self.model.adapter:
+            return None
+        path = Path(self.model.adapter).expanduser()
+        return path if path.is_absolute() or self.folder is None else self.folder / path
 
 
 def _describe(error: ValidationError, prefix: str = "") -> str:

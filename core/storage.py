@@ -160,6 +160,18 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (bot, plugin)
     );
     """,
+    """
+    -- What a person explicitly agreed to, beyond being answered and remembered. Only
+    -- 'training': their messages (and the bot's replies to them) may be exported to
+    -- fine-tune the chat model. Absent means no; /optout and /forget delete the row.
+    CREATE TABLE consents (
+        platform    TEXT NOT NULL,
+        user_key    TEXT NOT NULL,
+        purpose     TEXT NOT NULL CHECK (purpose IN ('training')),
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (platform, user_key, purpose)
+    );
+    """,
 )
 
 

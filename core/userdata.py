@@ -95,6 +95,7 @@ async def export(store: Store, platform: str, user_key: str) -> dict[str, Any]:
         "platform": platform,
         "user_key": user_key,
         "opted_out": await is_opted_out(store, platform, user_key),
+        "consents": await consents(store, platform, user_key),
         "messages": messages,
         "memories": memories,
         "profile": profile,
@@ -157,6 +158,7 @@ async def forget(
             "plugin_data",
             "turns",
             "optouts",
+            "consents",
         ):
             cursor = await db.execute(f"DELETE FROM {table} WHERE {where}", params)
             deleted[table] = deleted.get(table, 0) + cursor.rowcount
@@ -175,15 +177,50 @@ async def is_opted_out(store: Store, platform: str, user_key: str) -> bool:
 
 
 async def set_opted_out(store: Store, platform: str, user_key: str, out: bool) -> None:
+    """Opting out also withdraws every consent (it is not restored by opting in)."""
     async with store.transaction() as db:
         if out:
             await db.execute(
                 "INSERT OR IGNORE INTO optouts (platform, user_key, created_at) VALUES (?, ?, ?)",
                 (platform, user_key, time.time()),
             )
+            await db.execute(
+                "DELETE FROM consents WHERE platform = ? AND user_key = ?", (platform, user_key)
+            )
         else:
             await db.execute(
                 "DELETE FROM optouts WHERE platform = ? AND user_key = ?", (platform, user_key)
+            )
+
+
+CONSENT_PURPOSES = ("training",)
+
+
+async def consents(store: Store, platform: str, user_key: str) -> list[str]:
+    """What this person agreed to (an empty list: nothing beyond being answered)."""
+    async with store.db.execute(
+        "SELECT purpose FROM consents WHERE platform = ? AND user_key = ? ORDER BY purpose",
+        (platform, user_key),
+    ) as cursor:
+        return [str(row[0]) for row in await cursor.fetchall()]
+
+
+async def set_consent(
+    store: Store, platform: str, user_key: str, purpose: str, given: bool
+) -> None:
+    if purpose not in CONSENT_PURPOSES:
+        raise ValueError(f"unknown consent purpose {purpose!r}")
+    async with store.transaction() as db:
+        if given:
+            await db.execute(
+                "INSERT OR IGNORE INTO consents (platform, user_key, purpose, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (platform, user_key, purpose, time.time()),
+            )
+        else:
+            await db.execute(
+                "DELETE FROM consents WHERE platform = ? AND user_key = ? AND purpose = ?",
+                (platform, user_key, purpose),
             )
 
 

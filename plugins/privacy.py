@@ -1,7 +1,7 @@
 """Built-in plugin ``privacy``: what the bot keeps about each person, and their control
 over it. Always on (the operator cannot disable it).
 
-/privacy, /export, /forget, /optout, /optin, /why, /reset, and "what do you remember
+/privacy, /export, /forget, /optout, /optin, /consent, /why, /reset, and "what do you remember
 about me". Each acts on the speaker's own data only, selected by their own scope,
 as recall selects it.
 """
@@ -9,12 +9,15 @@ as recall selects it.
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 from core import facts, userdata
 from core.pipeline import Turn
 from core.plugins import Context, Plugin, matchers
 
-plugin = Plugin("privacy", description="/privacy, /export, /forget, /optout, /optin, /why.")
+plugin = Plugin(
+    "privacy", description="/privacy, /export, /forget, /optout, /optin, /consent, /why."
+)
 
 DM_ONLY = "For your privacy I only do that in a direct message with me."
 _WHAT_DO_YOU_REMEMBER = (
@@ -57,6 +60,7 @@ async def privacy(ctx: Context) -> str:
     bot = turn.bot
     counts = await userdata.counts(bot.store, *_owner(turn))
     out = await userdata.is_opted_out(bot.store, *_owner(turn))
+    agreed = await userdata.consents(bot.store, *_owner(turn))
     days = bot.profile.privacy.retention_days
     privacy = bot.store.privacy
     keep = f"for {days:g} days, then deleted automatically" if days else "until you erase it"
@@ -78,8 +82,16 @@ async def privacy(ctx: Context) -> str:
             else ""
         ),
         f"- You are opted {'out: I store nothing of yours' if out else 'in'}.",
+        "- Training: "
+        + (
+            "you agreed that your messages and my replies to you may be used, with personal "
+            "data removed, to fine-tune my language model (/consent training off to withdraw)."
+            if "training" in agreed
+            else "your messages are not used to fine-tune my language model "
+            "(/consent training to allow it)."
+        ),
         "Commands: /export (everything, as JSON), /forget (erase everything), "
-        "/optout and /optin, /why (what my last answer to you was based on).",
+        "/optout and /optin, /consent, /why (what my last answer to you was based on).",
     ]
     return "\n".join(lines)
 
@@ -125,6 +137,31 @@ async def optin(ctx: Context) -> str:
     turn = ctx.turn
     await userdata.set_opted_out(turn.bot.store, *_owner(turn), False)
     return "You're opted in again: I'll remember our conversations. /optout to stop."
+
+
+@plugin.command("consent", help="allow (or withdraw) use of your messages for training")
+async def consent(ctx: Context, purpose: str = "", choice: Literal["on", "off"] = "on") -> str:
+    turn = ctx.turn
+    owner = _owner(turn)
+    if purpose.lower() != "training":
+        agreed = await userdata.consents(turn.bot.store, *owner)
+        return (
+            "/consent training lets this bot's operator use your messages, and my replies to "
+            "you, to fine-tune my language model, with e-mail addresses, phone and card "
+            "numbers and mentions removed and your ids replaced by pseudonyms. It is off "
+            "unless you turn it on; /consent training off, /optout or /forget withdraw it. "
+            f"You have currently {'allowed' if agreed else 'not allowed'} it."
+        )
+    if choice == "off":
+        await userdata.set_consent(turn.bot.store, *owner, "training", False)
+        return "Withdrawn: your messages will not be exported for training from now on."
+    if await userdata.is_opted_out(turn.bot.store, *owner):
+        return "You are opted out, so I keep nothing to train on. /optin first, then ask again."
+    await userdata.set_consent(turn.bot.store, *owner, "training", True)
+    return (
+        "Thank you: your messages and my replies to you may now be used to fine-tune my "
+        "language model (personal data removed). /consent training off withdraws it."
+    )
 
 
 @plugin.command("why", help="what my last answer to you was based on")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import shlex
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core._files import read_lines
+from core.batching import length_batches
 from core.emotion.classifier import build_network, load_network, probabilities, save_weights
 from core.emotion.labels import EKMAN, LABELS
 from core.errors import ConfigError
@@ -110,20 +110,6 @@ def tune_thresholds(probs: list[list[float]], gold: list[list[int]]) -> list[flo
     return best
 
 
-def _batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
-    """Shuffled, then sorted by length within pools of 50 batches: little padding."""
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    pool = batch_size * 50
-    batches: list[list[int]] = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start : start + pool], key=lengths.__getitem__)
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
 def train(config: TrainConfig) -> dict[str, Any]:
     import torch
     from tqdm import tqdm
@@ -196,7 +182,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     lengths = [len(ids) for ids in encoded]
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
         net.train()
-        batches = _batches(lengths, config.batch_size, config.seed + state["epoch"])
+        batches = length_batches(lengths, config.batch_size, config.seed + state["epoch"])
         bar = tqdm(
             batches,
             desc=f"epoch {state['epoch'] + 1}/{config.epochs}",

@@ -69,6 +69,8 @@ def create_generator(profile: BotProfile, settings: Settings) -> Generator:
             cache_dir=settings.cache_dir,
             threads=model.threads,
             context_window=model.context_window,
+            adapter=profile.adapter_path(),
+            merge_adapter=model.merge_adapter,
         )
     if model.backend == "openai":
         from core.generation.openai_engine import OpenAIGenerator

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,12 +41,16 @@ class TransformersGenerator(Generator):
         cache_dir: Path,
         threads: int | None = None,
         context_window: int | None = None,
+        adapter: Path | None = None,
+        merge_adapter: bool = True,
     ) -> None:
         self.model_name = model
         self._gguf_file = gguf_file
         self._cache_dir = cache_dir
         self._threads = threads
         self._context_window = context_window
+        self._adapter = adapter
+        self._merge_adapter = merge_adapter
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
         self._model: Any = None
         self._tokenizer: Any = None
@@ -71,6 +76,8 @@ class TransformersGenerator(Generator):
             raise ModelNotFoundError(
                 f"cannot load model {self.model_name!r}: {error}".splitlines()[0]
             ) from None
+        if self._adapter is not None:
+            model = self._with_adapter(model, self._adapter)
         model.eval()
         if not tokenizer.chat_template:
             raise ModelNotFoundError(f"model {self.model_name!r} has no chat template")
@@ -93,6 +100,35 @@ class TransformersGenerator(Generator):
         log.info(
             "loaded %s from %s (context %d tokens)", self.model_name, where, self.context_window
         )
+
+    def _with_adapter(self, model: Any, adapter: Path) -> Any:
+        """The base model with a LoRA adapter from `socialbot train chat` (merged if asked)."""
+        from peft import PeftModel
+
+        from core.chat_training.train import trained_base
+
+        if not adapter.exists():
+            raise ModelNotFoundError(
+                f"the adapter folder {adapter} does not exist: train one with "
+                f"`socialbot train chat --out {adapter}` (docs/fine-tuning.md)"
+            )
+        if not (adapter / "adapter_config.json").is_file():
+            raise ModelNotFoundError(
+                f"{adapter} is not a LoRA adapter folder (no adapter_config.json)"
+            )
+        base = trained_base(adapter)
+        if base is not None and base[0] != self.model_name:
+            raise ModelNotFoundError(
+                f"the adapter in {adapter} was trained on {base[0]!r}, not on {self.model_name!r}: "
+                "set [model] model to the adapter's base"
+            )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*is_gradient_checkpointing.*", FutureWarning)
+            model = PeftModel.from_pretrained(model, str(adapter))
+        log.info(
+            "loaded the LoRA adapter %s%s", adapter, " (merged)" if self._merge_adapter else ""
+        )
+        return model.merge_and_unload() if self._merge_adapter else model
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from core.emotion.labels import CIRCUMPLEX, EKMAN, LABELS, reading_from
-from core.emotion.training import _batches, read_split, scores, tune_thresholds
+from core.batching import length_batches as _batches
+from core.emotion.training import read_split, scores, tune_thresholds
 from core.errors import ConfigError
 
 
