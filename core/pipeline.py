@@ -26,7 +26,7 @@ from core.dialogue import Context, Remembered, budget_for, build_context
 from core.emotion import policy
 from core.emotion.labels import Reading
 from core.emotion.policy import Decision
-from core.errors import BackendError, UserError
+from core.errors import BackendError, BusyError, UserError
 from core.memory import Vectors
 from core.plugin_host import EndTurnWith
 from core.privacy import Scope, redact
@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 APOLOGY = "Sorry, I couldn't come up with a reply just now. Please try again in a moment."
+BUSY = (
+    "I'm answering a lot of people at once right now, so I couldn't get to you. "
+    "Please send that again in a minute."
+)
 
 
 class EndTurn(Exception):
@@ -234,6 +238,10 @@ async def respond(turn: Turn) -> None:
                     piece = " " + piece
                 pieces.append(piece)
                 await turn.channel.stream(piece)
+    except BusyError as error:
+        log.warning("%s backend is busy: %s", bot.generator.name, error)
+        turn.failed, turn.reply = True, BUSY
+        return
     except BackendError as error:
         log.error("%s backend failed: %s", bot.generator.name, error)
     except TimeoutError:

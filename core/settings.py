@@ -157,7 +157,11 @@ class _Strict(BaseModel):
 
 
 class ModelSettings(_Strict):
-    backend: Literal["transformers", "openai"] = "transformers"
+    backend: Literal["auto", "llama.cpp", "transformers", "openai"] = Field(
+        default="transformers",
+        description="'llama.cpp' runs GGUF files (the embedded one too) several times "
+        "faster; 'auto': llama.cpp for a GGUF model without an adapter, else transformers.",
+    )
     model: str = Field(
         default="embedded",
         description="'embedded' (the packaged SmolLM2), a Hugging Face id, or a local folder.",
@@ -172,6 +176,12 @@ class ModelSettings(_Strict):
         default=None,
         description="A LoRA adapter folder from `socialbot train chat` (relative to the "
         "profile's folder, or absolute); runs on the transformers engine.",
+    )
+    parallel: int = Field(
+        default=4, ge=1, le=64, description="llama.cpp: conversations generated at once."
+    )
+    queue_limit: int = Field(
+        default=64, ge=0, description="llama.cpp: requests that may wait; past it, 'busy'."
     )
     merge_adapter: bool = Field(
         default=True, description="Fold the adapter into the weights at load (faster)."

@@ -202,7 +202,6 @@ def _evaluate(args: argparse.Namespace, settings: Settings, profile: BotProfile)
         json.dumps(
             {
                 "data": str(args.data),
-                "conversations_scored": args.limit,
                 "sequences": len(examples),
                 "bot_tokens": before["tokens"],
                 "base_model": model,

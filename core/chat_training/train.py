@@ -161,7 +161,11 @@ def train(config: ChatTrainConfig) -> dict[str, Any]:
         # Keep each layer's input only and recompute the rest in the backward pass:
         # about a third more arithmetic for a fraction of the memory (15 GB -> ~2 GB at
         # batch 8 x 512 tokens on SmolLM2-135M).
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        options = {"use_reentrant": False}
+        if hasattr(base, "activation_checkpointing_enable"):  # the newer name
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
     model.to(device)
     pad = pad_id(tokenizer)
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -6,6 +6,7 @@ import abc
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
+from core.errors import ConfigError
 from core.types import ChatMessage
 
 if TYPE_CHECKING:
@@ -57,10 +58,48 @@ class Generator(abc.ABC):
         return "".join([piece async for piece in self.stream(messages, params)])
 
 
+def engine_for(profile: BotProfile) -> str:
+    """The backend that runs a profile's model: ``backend``, or for 'auto' the fastest
+    that can: llama.cpp for a GGUF model (the embedded one included) when it is
+    installed and no adapter is named, transformers otherwise."""
+    model = profile.model
+    if model.backend != "auto":
+        if model.backend == "llama.cpp" and profile.model.adapter:
+            raise ConfigError(
+                "a LoRA adapter runs on the transformers backend: set [model] backend = "
+                "'transformers' or 'auto'"
+            )
+        return model.backend
+    from core.generation import llamacpp_engine
+
+    gguf = model.model == "embedded" or bool(model.gguf_file) or model.model.endswith(".gguf")
+    if gguf and not model.adapter and llamacpp_engine.available():
+        return "llama.cpp"
+    return "transformers"
+
+
 def create_generator(profile: BotProfile, settings: Settings) -> Generator:
     """The backend a profile asks for (not yet started)."""
     model = profile.model
-    if model.backend == "transformers":
+    backend = engine_for(profile)
+    if backend == "llama.cpp":
+        from core.generation import models
+        from core.generation.llamacpp_engine import LlamaCppGenerator
+
+        source = models.gguf_source(model.model, model.gguf_file)
+        if source is None:
+            raise ConfigError(
+                f"backend 'llama.cpp' runs GGUF files; {model.model!r} is not one "
+                "(name a .gguf file, or set gguf_file)"
+            )
+        return LlamaCppGenerator(
+            source.path,
+            threads=model.threads,
+            context_window=model.context_window,
+            parallel=model.parallel,
+            queue_limit=model.queue_limit,
+        )
+    if backend == "transformers":
         from core.generation.transformers_engine import TransformersGenerator
 
         return TransformersGenerator(

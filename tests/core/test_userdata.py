@@ -96,7 +96,7 @@ async def test_forget_leaves_nothing_behind(tmp_path: Path) -> None:
     assert scan(tmp_path, SECRET) == []
     assert scan(tmp_path, "Lisbon") == []
     with sqlite3.connect(tmp_path / "socialbot.db") as db:
-        for table in ("turns", "memories", "facts", "summaries", "optouts", "emotions"):
+        for table in ("turns", "memories", "facts", "summaries", "optouts", "emotions", "consents"):
             rows = db.execute(
                 f"SELECT COUNT(*) FROM {table} WHERE user_key = ?", (alice,)
             ).fetchone()

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.emotion.labels import CIRCUMPLEX, EKMAN, LABELS, reading_from
 from core.batching import length_batches as _batches
+from core.emotion.labels import CIRCUMPLEX, EKMAN, LABELS, reading_from
 from core.emotion.training import read_split, scores, tune_thresholds
 from core.errors import ConfigError
 

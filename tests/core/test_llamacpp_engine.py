@@ -1,0 +1,131 @@
+"""The llama.cpp engine on the embedded GGUF file: streaming, end of turn, continuing an
+opening, several conversations decoded together, prefix reuse, cancellation, "busy"."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from core import testing
+from core.errors import BusyError, ConfigError
+from core.generation.base import create_generator, engine_for
+from core.generation.llamacpp_engine import LlamaCppGenerator
+from core.generation.models import embedded_gguf
+from core.pipeline import BUSY
+from core.settings import BotProfile, GenerationSettings, Settings
+from core.types import ChatMessage, Role
+
+pytestmark = pytest.mark.model
+
+GREEDY = GenerationSettings(max_new_tokens=24, temperature=0.0)
+CHAT = [
+    ChatMessage(Role.SYSTEM, "You are a kind friend."),
+    ChatMessage(Role.USER, "I failed my driving test today."),
+]
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[LlamaCppGenerator]:
+    generator = LlamaCppGenerator(embedded_gguf().path, parallel=4, queue_limit=1)
+    await generator.start()
+    try:
+        yield generator
+    finally:
+        await generator.close()
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    for _ in range(int(within / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition did not come true in time")
+
+
+async def collect(
+    generator: LlamaCppGenerator, chat: list[ChatMessage], params: GenerationSettings = GREEDY
+) -> list[str]:
+    return [piece async for piece in generator.stream(chat, params)]
+
+
+async def test_streams_a_reply_in_the_models_template(engine: LlamaCppGenerator) -> None:
+    assert engine.render(CHAT).endswith("<|im_start|>assistant\n")
+    assert engine.count_tokens(CHAT) == 27 and engine.count_text("hello there") == 2
+    pieces = await collect(engine, CHAT)
+    text = "".join(pieces)
+    assert len(pieces) > 3 and text.strip()
+    assert "<|im_end|>" not in text and "<|im_start|>" not in text
+    # The same prompt again: the same greedy reply, and the cached prompt is reused.
+    reused = engine.reused_tokens
+    assert "".join(await collect(engine, CHAT)) == text
+    assert engine.reused_tokens - reused == engine.count_tokens(CHAT) - 1
+
+
+async def test_stops_at_the_end_of_its_turn(engine: LlamaCppGenerator) -> None:
+    short = [ChatMessage(Role.USER, "Reply with just the word: yes")]
+    pieces = await collect(engine, short, GenerationSettings(max_new_tokens=100, temperature=0.0))
+    assert 0 < len(pieces) < 100
+
+
+async def test_continues_an_opening(engine: LlamaCppGenerator) -> None:
+    opened = [*CHAT, ChatMessage(Role.ASSISTANT, "I'm so sorry.")]
+    assert engine.render(opened).endswith("<|im_start|>assistant\nI'm so sorry.")
+    assert "".join(await collect(engine, opened)).strip()
+
+
+async def test_conversations_are_decoded_together(engine: LlamaCppGenerator) -> None:
+    chats = [[ChatMessage(Role.USER, f"Tell me one fact about the number {n}.")] for n in range(4)]
+    params = GenerationSettings(max_new_tokens=16, temperature=0.0)
+    steps = engine.steps
+    replies = await asyncio.gather(*(collect(engine, chat, params) for chat in chats))
+    assert all("".join(r).strip() for r in replies)
+    tokens = sum(len(r) for r in replies)
+    # One decode step serves all four: far fewer steps than tokens generated.
+    assert engine.steps - steps < 0.5 * tokens
+
+
+async def test_a_stopped_stream_frees_its_place(engine: LlamaCppGenerator) -> None:
+    long = GenerationSettings(max_new_tokens=200, temperature=0.0)
+    for _ in range(6):  # more than `parallel`: each stop must free its slot
+        async for _piece in engine.stream(CHAT, long):
+            break
+    await until(lambda: engine.load() == (0, 0))  # noticed between two decoding steps
+    assert "".join(await collect(engine, CHAT)).strip()
+
+
+async def test_past_the_queue_the_answer_is_busy(tmp_path: Path) -> None:
+    generator = LlamaCppGenerator(embedded_gguf().path, parallel=1, queue_limit=1)
+    long = GenerationSettings(max_new_tokens=400, temperature=0.0)
+    async with testing.open_bot(tmp_path, generator=generator) as bot:
+        first = asyncio.create_task(collect(generator, CHAT, long))
+        await until(lambda: generator.load()[0] == 1)
+        second = asyncio.create_task(collect(generator, CHAT, long))  # waits its turn
+        await until(lambda: generator.load()[1] == 1)
+        with pytest.raises(BusyError):
+            await collect(generator, CHAT)
+        result = await testing.say(bot, "hello?", user="late")
+        assert result.reply is not None and result.reply.text == BUSY
+        second.cancel()
+        first.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+
+
+def test_engine_choice(profile: BotProfile, settings: Settings) -> None:
+    def with_model(**fields: object) -> BotProfile:
+        return profile.model_copy(update={"model": profile.model.model_copy(update=fields)})
+
+    assert engine_for(with_model(backend="auto")) == "llama.cpp"
+    assert engine_for(with_model(backend="auto", adapter="bots/x/adapter")) == "transformers"
+    assert engine_for(with_model(backend="auto", model="HuggingFaceTB/SmolLM2-135M")) == (
+        "transformers"
+    )
+    assert isinstance(
+        create_generator(with_model(backend="llama.cpp"), settings), LlamaCppGenerator
+    )
+    with pytest.raises(ConfigError, match="adapter runs on the transformers backend"):
+        engine_for(with_model(backend="llama.cpp", adapter="a"))
+    with pytest.raises(ConfigError, match="runs GGUF files"):
+        create_generator(with_model(backend="llama.cpp", model="some/hf-model"), settings)
