@@ -23,7 +23,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,15 +68,16 @@ class ChatTrainConfig:
     gradient_checkpointing: bool = True
     resume: bool = True
     threads: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         if self.lora_r < 1 or self.lora_alpha < 1:
             raise ConfigError("--lora-r and --lora-alpha must be at least 1")
         if not 0 <= self.dev_fraction < 1:
             raise ConfigError("--dev-fraction must be at least 0 and below 1")
-        if self.epochs < 1 or self.batch_size < 1 or self.max_length < 32:
-            raise ConfigError("--epochs, --batch-size must be at least 1; --max-length 32")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("--epochs and --batch-size must be at least 1")
+        if self.max_length < 32:
+            raise ConfigError("--max-length must be at least 32 tokens")
         if self.lr <= 0:
             raise ConfigError("--lr must be above 0")
 
@@ -303,7 +304,7 @@ def _finish(
     options = {
         k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
         for k, v in asdict(config).items()
-        if k not in ("extra", "cache_dir")
+        if k != "cache_dir"
     }
     report: dict[str, Any] = {
         "command": (
