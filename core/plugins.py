@@ -39,7 +39,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import time as clock_time
-from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -252,9 +252,13 @@ class Hook:
     plugin: str = ""
 
 
+JobFunction: TypeAlias = "Callable[[JobContext], Awaitable[Any]]"
+"""A job, setup or teardown: an async function of the job's context."""
+
+
 @dataclasses.dataclass(slots=True)
 class Job:
-    func: Callable[[JobContext], Awaitable[Any]]
+    func: JobFunction
     every: float | None = None
     at: clock_time | None = None
     plugin: str = ""
@@ -306,8 +310,8 @@ class Plugin:
         self.commands: list[Command] = []
         self.hooks: list[Hook] = []
         self.jobs: list[Job] = []
-        self.setups: list[Callable[[JobContext], Awaitable[Any]]] = []
-        self.teardowns: list[Callable[[JobContext], Awaitable[Any]]] = []
+        self.setups: list[JobFunction] = []
+        self.teardowns: list[JobFunction] = []
 
     def command(
         self,
@@ -353,44 +357,30 @@ class Plugin:
 
     def every(
         self, *, seconds: float = 0, minutes: float = 0, hours: float = 0
-    ) -> Callable[[Callable[[JobContext], Awaitable[Any]]], Callable[[JobContext], Awaitable[Any]]]:
+    ) -> Callable[[JobFunction], JobFunction]:
         """Run the function repeatedly, this long apart."""
         interval = seconds + 60 * minutes + 3600 * hours
         if interval <= 0:
             raise ValueError("every() needs a positive interval")
+        return self._job(every=interval)
 
-        def register(
-            func: Callable[[JobContext], Awaitable[Any]],
-        ) -> Callable[[JobContext], Awaitable[Any]]:
-            self.jobs.append(Job(func, every=interval, plugin=self.name))
-            return func
-
-        return register
-
-    def at(
-        self, when: str
-    ) -> Callable[[Callable[[JobContext], Awaitable[Any]]], Callable[[JobContext], Awaitable[Any]]]:
+    def at(self, when: str) -> Callable[[JobFunction], JobFunction]:
         """Run the function every day at ``"HH:MM"`` (UTC)."""
-        moment = clock_time.fromisoformat(when)
+        return self._job(at=clock_time.fromisoformat(when))
 
-        def register(
-            func: Callable[[JobContext], Awaitable[Any]],
-        ) -> Callable[[JobContext], Awaitable[Any]]:
-            self.jobs.append(Job(func, at=moment, plugin=self.name))
+    def _job(self, **when: Any) -> Callable[[JobFunction], JobFunction]:
+        def register(func: JobFunction) -> JobFunction:
+            self.jobs.append(Job(func, plugin=self.name, **when))
             return func
 
         return register
 
-    def setup(
-        self, func: Callable[[JobContext], Awaitable[Any]]
-    ) -> Callable[[JobContext], Awaitable[Any]]:
+    def setup(self, func: JobFunction) -> JobFunction:
         """Run when the plugin starts (the bot starts, or the plugin is enabled/reloaded)."""
         self.setups.append(func)
         return func
 
-    def teardown(
-        self, func: Callable[[JobContext], Awaitable[Any]]
-    ) -> Callable[[JobContext], Awaitable[Any]]:
+    def teardown(self, func: JobFunction) -> JobFunction:
         """Run when the plugin stops."""
         self.teardowns.append(func)
         return func

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from adapters.discord_adapter import DiscordAdapter, intents, to_message
 from core import testing
 from core.errors import ConfigError
-from core.generation.fake import FakeGenerator, Script, echo
+from core.generation.fake import FakeGenerator, Script
 from core.settings import Settings
 from core.types import PlaceKind
 from tests.adapters.fake_discord import (
@@ -62,16 +62,6 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     await server.start()
     yield server
     await server.stop()
-
-
-@pytest.fixture
-def script() -> Script:
-    return echo
-
-
-@pytest.fixture
-def plugins() -> list[str]:
-    return ["help", "privacy"]
 
 
 @pytest.fixture

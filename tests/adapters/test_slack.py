@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from adapters.slack_adapter import EVENTS_PATH, SlackAdapter, to_message
 from core import testing
 from core.errors import ConfigError
-from core.generation.fake import FakeGenerator, Script, echo
+from core.generation.fake import FakeGenerator, Script
 from core.settings import Settings
 from core.types import PlaceKind
 from tests.adapters.fake_slack import (
@@ -65,16 +65,6 @@ async def fake() -> AsyncIterator[FakeSlack]:
     await server.start()
     yield server
     await server.stop()
-
-
-@pytest.fixture
-def script() -> Script:
-    return echo
-
-
-@pytest.fixture
-def plugins() -> list[str]:
-    return ["help", "privacy"]
 
 
 @pytest.fixture(params=["socket"])

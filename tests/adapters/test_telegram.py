@@ -19,7 +19,7 @@ from telegram import User
 from adapters.telegram_adapter import WEBHOOK_SECRET_HEADER, TelegramAdapter, to_message
 from core import testing
 from core.errors import ConfigError
-from core.generation.fake import FakeGenerator, Script, echo
+from core.generation.fake import FakeGenerator, Script
 from core.settings import Settings
 from core.types import PlaceKind
 from tests.adapters.fake_telegram import (
@@ -60,16 +60,6 @@ async def fake() -> AsyncIterator[FakeTelegram]:
     await server.start()
     yield server
     await server.stop()
-
-
-@pytest.fixture
-def script() -> Script:
-    return echo
-
-
-@pytest.fixture
-def plugins() -> list[str]:
-    return ["help", "privacy"]
 
 
 @pytest.fixture
