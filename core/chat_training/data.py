@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from core._files import read_lines
 from core.errors import ConfigError
+from core.generation.models import chat_ids
 
 Conversation = list[dict[str, str]]
 ROLES = ("system", "user", "assistant")
@@ -149,15 +150,6 @@ class Example:
         return sum(1 for label in self.labels if label != -100)
 
 
-def _render(tokenizer: Any, messages: Conversation, generation_prompt: bool) -> list[int]:
-    ids = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=generation_prompt, tokenize=True
-    )
-    if isinstance(ids, dict) or hasattr(ids, "keys"):
-        ids = ids["input_ids"]
-    return list(ids)
-
-
 def encode(tokenizer: Any, conversation: Conversation, max_length: int) -> list[Example]:
     """Token ids of ``conversation`` in the model's own chat template, with labels on the
     assistant's turns only (their text and the end-of-turn marker).
@@ -186,18 +178,24 @@ def encode(tokenizer: Any, conversation: Conversation, max_length: int) -> list[
     return examples
 
 
+def encode_all(
+    tokenizer: Any, conversations: Sequence[Conversation], max_length: int
+) -> list[Example]:
+    return [e for c in conversations for e in encode(tokenizer, c, max_length)]
+
+
 def _label(
     tokenizer: Any, messages: Conversation
 ) -> tuple[list[int], list[int], list[tuple[int, int]]]:
     """Ids of the whole rendering, labels, and (message index, end position) per bot turn."""
-    full = _render(tokenizer, messages, False)
+    full = chat_ids(tokenizer, messages, False)
     labels = [-100] * len(full)
     ends = []
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = _render(tokenizer, messages[:index], True)
-        through = _render(tokenizer, messages[: index + 1], False)
+        before = chat_ids(tokenizer, messages[:index], True)
+        through = chat_ids(tokenizer, messages[: index + 1], False)
         if full[: len(through)] != through or through[: len(before)] != before:
             raise ConfigError(
                 "the model's chat template does not render a conversation as the sum of "

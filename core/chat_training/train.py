@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from core import checkpoints
 from core.batching import length_batches
-from core.chat_training.data import Example, encode, read_conversations, split
+from core.chat_training.data import Example, encode_all, read_conversations, split
 from core.chat_training.perplexity import collate, perplexity, token_losses
 from core.errors import ConfigError
 from core.generation import models
@@ -109,12 +110,17 @@ def examples_of(
     path: Path, tokenizer: Any, max_length: int, bot_speaker: str = "both", limit: int | None = None
 ) -> list[Example]:
     conversations = read_conversations(path, bot_speaker=bot_speaker)  # type: ignore[arg-type]
-    return [e for c in conversations[:limit] for e in encode(tokenizer, c, max_length)]
+    return encode_all(tokenizer, conversations[:limit], max_length)
 
 
 def train(config: ChatTrainConfig) -> dict[str, Any]:
     import torch
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from peft import (
+        LoraConfig,
+        get_peft_model,
+        get_peft_model_state_dict,
+        set_peft_model_state_dict,
+    )
     from tqdm import tqdm
     from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
@@ -132,8 +138,8 @@ def train(config: ChatTrainConfig) -> dict[str, Any]:
         dev_set = dev_set[: config.limit]
     else:
         train_set, dev_set = split(conversations, config.dev_fraction, config.seed)
-    train_examples = [e for c in train_set for e in encode(tokenizer, c, config.max_length)]
-    dev_examples = [e for c in dev_set for e in encode(tokenizer, c, config.max_length)]
+    train_examples = encode_all(tokenizer, train_set, config.max_length)
+    dev_examples = encode_all(tokenizer, dev_set, config.max_length)
     if not train_examples:
         raise ConfigError(f"{config.data}: no bot turns to train on")
     log.warning(
@@ -193,12 +199,10 @@ def train(config: ChatTrainConfig) -> dict[str, Any]:
     }
     checkpoint = config.out / "checkpoint.pt"
     if config.resume and checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        set_peft_model_state_dict(model, saved["adapter"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        state = saved["state"]
-        torch.set_rng_state(saved["rng"])
+        weights, state = checkpoints.restore(
+            checkpoint, device=device, optimizer=optimizer, schedule=schedule
+        )
+        set_peft_model_state_dict(model, weights)
         log.warning("resuming from epoch %d, step %d", state["epoch"] + 1, state["step"])
     else:
         with model.disable_adapter():
@@ -208,21 +212,13 @@ def train(config: ChatTrainConfig) -> dict[str, Any]:
         log.warning("dev perplexity of the base model: %.3f", state["base_dev"]["perplexity"])
 
     def save_checkpoint() -> None:
-        from peft import get_peft_model_state_dict
-
-        config.out.mkdir(parents=True, exist_ok=True)
-        partial = checkpoint.with_suffix(".tmp")
-        torch.save(
-            {
-                "adapter": get_peft_model_state_dict(model),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "state": state,
-                "rng": torch.get_rng_state(),
-            },
-            partial,
+        checkpoints.save(
+            checkpoint,
+            weights=get_peft_model_state_dict(model),
+            optimizer=optimizer,
+            schedule=schedule,
+            state=state,
         )
-        partial.replace(checkpoint)
 
     started = time.monotonic()
     lengths = [len(e.input_ids) for e in train_examples]

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core import checkpoints
 from core._files import read_lines
 from core.batching import length_batches
 from core.emotion.classifier import build_network, load_network, probabilities, save_weights
@@ -150,32 +151,19 @@ def train(config: TrainConfig) -> dict[str, Any]:
     }
     checkpoint = config.out / "checkpoint.pt"
     if config.resume and checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        net.load_state_dict(saved["net"], strict=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        state = saved["state"]
-        torch.set_rng_state(saved["rng"])
+        weights, state = checkpoints.restore(
+            checkpoint, device=device, optimizer=optimizer, schedule=schedule
+        )
+        net.load_state_dict(weights, strict=False)
         log.warning("resuming from epoch %d, step %d", state["epoch"] + 1, state["step"])
 
     def save_checkpoint() -> None:
-        config.out.mkdir(parents=True, exist_ok=True)
-        partial = checkpoint.with_suffix(".tmp")
-        torch.save(
-            {
-                "net": {
-                    k: v
-                    for k, v in net.state_dict().items()
-                    if "lora_" in k or k.startswith("head.")
-                },
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "state": state,
-                "rng": torch.get_rng_state(),
-            },
-            partial,
+        trained = {
+            k: v for k, v in net.state_dict().items() if "lora_" in k or k.startswith("head.")
+        }
+        checkpoints.save(
+            checkpoint, weights=trained, optimizer=optimizer, schedule=schedule, state=state
         )
-        partial.replace(checkpoint)
 
     loss_fn = torch.nn.BCEWithLogitsLoss()
     started = time.time()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
-from core.errors import ConfigError
-from core.types import ChatMessage
+from core.errors import BackendError, ConfigError
+from core.types import ChatMessage, Role
 
 if TYPE_CHECKING:
     from core.settings import BotProfile, GenerationSettings, Settings
@@ -48,6 +49,13 @@ class Generator(abc.ABC):
         """Tokens of the whole prompt as it will be sent, generation prompt included."""
         return sum(self.count_message(m) for m in messages) + self.per_message_overhead
 
+    def measure_overhead(self) -> int:
+        """Template tokens a message adds besides its text, measured with the model's own
+        template (engines call it once the tokenizer is loaded)."""
+        probe = [ChatMessage(Role.SYSTEM, "a")]
+        with_user = [*probe, ChatMessage(Role.USER, "b")]
+        return self.count_tokens(with_user) - self.count_tokens(probe) - self.count_text("b")
+
     @abc.abstractmethod
     def stream(
         self, messages: Sequence[ChatMessage], params: GenerationSettings
@@ -56,6 +64,37 @@ class Generator(abc.ABC):
 
     async def generate(self, messages: Sequence[ChatMessage], params: GenerationSettings) -> str:
         return "".join([piece async for piece in self.stream(messages, params)])
+
+
+END = object()
+"""What a worker thread emits when the reply is complete."""
+
+
+class Handoff:
+    """A reply's pieces handed from a worker thread to the event loop, in order.
+
+    Make it on the event loop; the worker calls :meth:`emit` (thread-safe) with text,
+    with an exception, or with :data:`END`. :meth:`pieces` yields the text and raises
+    :class:`BackendError` for an exception.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+
+    def emit(self, item: object) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    async def pieces(self) -> AsyncIterator[str]:
+        while True:
+            item = await self._queue.get()
+            if item is END:
+                return
+            if isinstance(item, BaseException):
+                raise BackendError(f"generation failed: {item}") from item
+            assert isinstance(item, str)
+            if item:
+                yield item
 
 
 def engine_for(profile: BotProfile) -> str:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import BackendError, BusyError, ModelNotFoundError
-from core.generation.base import Generator
+from core.generation.base import END, Generator, Handoff
 from core.types import ChatMessage, Role
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_END = object()
 PREFILL_CHUNK = 256
 """Prompt tokens read per step per request: a long prompt never stalls the others long."""
 
@@ -176,13 +175,7 @@ class LlamaCppGenerator(Generator):
             n_tokens=cparams.n_batch, embd=0, n_seq_max=1, verbose=False
         )
         self._slots = [_Slot(seq) for seq in range(self.parallel)]
-        probe = [ChatMessage(Role.SYSTEM, "a")]
-        with_user = [*probe, ChatMessage(Role.USER, "b")]
-        self.per_message_overhead = (
-            len(self._prompt_tokens(with_user))
-            - len(self._prompt_tokens(probe))
-            - self.count_text("b")
-        )
+        self.per_message_overhead = self.measure_overhead()
         log.info(
             "loaded %s with llama.cpp: %d conversations at once, %d tokens each, %d threads",
             self.path.name,
@@ -200,7 +193,7 @@ class LlamaCppGenerator(Generator):
             self._worker = None
         for request in [*self._active, *self._waiting]:
             request.emit(BackendError("the model was shut down"))
-            request.emit(_END)
+            request.emit(END)
         self._active.clear()
         self._waiting.clear()
         if self._ctx is not None:
@@ -253,13 +246,8 @@ class LlamaCppGenerator(Generator):
         if len(tokens) + params.max_new_tokens > self.context_window:
             limit = self.context_window - params.max_new_tokens
             tokens = tokens[-limit:]  # the dialogue manager keeps within budget; a guard
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-
-        def emit(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        request = _Request(tokens, params, emit, threading.Event())
+        handoff = Handoff()
+        request = _Request(tokens, params, handoff.emit, threading.Event())
         with self._wake:
             if self._closing:
                 raise BackendError("the model is shutting down")
@@ -270,15 +258,8 @@ class LlamaCppGenerator(Generator):
             self._waiting.append(request)
             self._wake.notify()
         try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    break
-                if isinstance(item, BaseException):
-                    raise BackendError(f"generation failed: {item}") from item
-                assert isinstance(item, str)
-                if item:
-                    yield item
+            async for piece in handoff.pieces():
+                yield piece
         finally:
             request.cancel.set()
             with self._wake:
@@ -309,7 +290,7 @@ class LlamaCppGenerator(Generator):
                 self._closing = True
                 for request in [*self._active, *self._waiting]:
                     request.emit(error)
-                    request.emit(_END)
+                    request.emit(END)
                 self._active.clear()
                 self._waiting.clear()
 
@@ -318,7 +299,7 @@ class LlamaCppGenerator(Generator):
             self._finish(request)
         for request in [r for r in self._waiting if r.cancel.is_set()]:
             self._waiting.remove(request)
-            request.emit(_END)
+            request.emit(END)
 
     def _admit(self) -> None:
         import llama_cpp
@@ -415,7 +396,7 @@ class LlamaCppGenerator(Generator):
         tail = request.decoder.decode(b"", final=True)
         if tail:
             request.emit(tail)
-        request.emit(_END)
+        request.emit(END)
         llama_cpp.llama_sampler_free(request.sampler)
         self._slots[request.slot].busy = False
         self._active.remove(request)

@@ -129,3 +129,13 @@ def resolve(model: str, gguf_file: str | None, cache_dir: Path) -> str:
             raise ModelNotFoundError(f"{path} is not a transformers model folder (no config.json)")
         return str(path)
     return model  # a Hugging Face id: from the local cache, or the hub when online
+
+
+def chat_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+    """Token ids of a chat rendered with a transformers tokenizer's own chat template."""
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=generation_prompt, tokenize=True
+    )
+    if isinstance(ids, dict) or hasattr(ids, "keys"):  # a BatchEncoding, in newer versions
+        ids = ids["input_ids"]
+    return list(ids)

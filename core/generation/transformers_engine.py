@@ -18,15 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import BackendError, ModelNotFoundError
 from core.generation import models
-from core.generation.base import Generator
+from core.generation.base import END, Generator, Handoff
 from core.types import ChatMessage, Role
 
 if TYPE_CHECKING:
     from core.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
-
-_END = object()
 
 
 class TransformersGenerator(Generator):
@@ -90,13 +88,7 @@ class TransformersGenerator(Generator):
         stops.update(config_eos if isinstance(config_eos, list) else [config_eos])
         unknown = tokenizer.unk_token_id
         self._stop_ids = sorted(i for i in stops if isinstance(i, int) and i != unknown)
-        probe = [ChatMessage(Role.SYSTEM, "a")]
-        with_user = [*probe, ChatMessage(Role.USER, "b")]
-        self.per_message_overhead = (
-            self._render_count(with_user, False)
-            - self._render_count(probe, False)
-            - self.count_text("b")
-        )
+        self.per_message_overhead = self.measure_overhead()
         log.info(
             "loaded %s from %s (context %d tokens)", self.model_name, where, self.context_window
         )
@@ -142,39 +134,21 @@ class TransformersGenerator(Generator):
     def count_text(self, text: str) -> int:
         return len(self._require().encode(text, add_special_tokens=False))
 
-    def _render_count(self, messages: Sequence[ChatMessage], generation_prompt: bool) -> int:
-        ids = self._require().apply_chat_template(
-            [m.as_dict() for m in messages], add_generation_prompt=generation_prompt, tokenize=True
-        )
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return len(ids)
-
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return self._render_count(messages, True)
+        return len(models.chat_ids(self._require(), [m.as_dict() for m in messages], True))
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationSettings
     ) -> AsyncIterator[str]:
         self._require()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
+        handoff = Handoff()
         cancel = threading.Event()
-
-        def emit(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        job = loop.run_in_executor(self._executor, self._generate, messages, params, emit, cancel)
+        job = asyncio.get_running_loop().run_in_executor(
+            self._executor, self._generate, messages, params, handoff.emit, cancel
+        )
         try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    break
-                if isinstance(item, BaseException):
-                    raise BackendError(f"generation failed: {item}") from item
-                assert isinstance(item, str)
-                if item:
-                    yield item
+            async for piece in handoff.pieces():
+                yield piece
             await job
         finally:
             cancel.set()
@@ -193,7 +167,7 @@ class TransformersGenerator(Generator):
         except BaseException as error:  # handed to the event loop, which raises it
             emit(error)
         finally:
-            emit(_END)
+            emit(END)
 
     def _generate_blocking(
         self,
