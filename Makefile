@@ -2,6 +2,7 @@
 #   make chat   installs everything into .venv (first time only) and starts chatting
 #   make test   installs everything into .venv (first time only) and runs the whole test suite
 #   make run    runs the bot on every platform whose token is in .env
+#   make bench  runs the speed and memory benchmarks into docs/benchmarks.md
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -20,7 +21,7 @@ LLAMA  := llama-cpp-python==0.3.36
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install chat run test test-fast lint clean
+.PHONY: install chat run test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -45,6 +46,10 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not model"
+
+# Speed and memory benchmarks (about half an hour): writes docs/benchmarks.md.
+bench: install
+	$(BIN)/python -m bench.speed
 
 lint: install
 	$(BIN)/ruff check .

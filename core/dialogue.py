@@ -4,6 +4,18 @@ The prompt is the persona, then as many of the conversation's most recent turns
 as fit the token budget, then the new message. Tokens are counted with the
 generator's own tokenizer. A turn is either in the prompt whole or not at all,
 and the window starts with a user turn so exchanges are never cut in half.
+
+The prompt is laid out so that one turn's prompt is the start of the next one's,
+which lets an engine that caches the prompt (llama.cpp) read only what is new:
+
+- what changes every turn (the emotion guidance, plugins' notes, the summary and the
+  recalled memories) goes in a note just before the new message, where the template
+  allows a system message there (:attr:`Generator.late_system`); otherwise it joins
+  the persona, as before;
+- the window does not slide one turn at a time. It keeps starting where the last
+  reply's window started for as long as that fits; when it no longer does, it moves
+  on in one jump, to a start that fills :data:`REFILL` of the room, so the history is
+  read again only once every several turns, however long the conversation gets.
 """
 
 from __future__ import annotations
@@ -48,14 +60,14 @@ def budget_for(generator: Generator, budget_tokens: int, max_new_tokens: int) ->
     return max(0, min(budget_tokens, generator.context_window - max_new_tokens))
 
 
-def _system(
-    persona: str,
-    summary: str | None,
-    memories: Sequence[Remembered],
-    group: bool,
-    guidance: str = "",
-) -> ChatMessage:
-    parts = [persona.strip()]
+REFILL = 0.6
+"""Share of the room for turns that the window fills when it jumps forward."""
+
+
+def _note(
+    summary: str | None, memories: Sequence[Remembered], group: bool, guidance: str
+) -> list[str]:
+    parts = []
     if guidance:
         parts.append(guidance)
     if summary:
@@ -64,7 +76,40 @@ def _system(
         lines = "\n".join(f'- "{m.text}"' + (f" ({m.age})" if m.age else "") for m in memories)
         heading = "Earlier in this channel, people said" if group else "Earlier, the user told you"
         parts.append(f"{heading} (use it when it helps you answer):\n{lines}")
-    return ChatMessage(Role.SYSTEM, "\n\n".join(parts))
+    return parts
+
+
+def _assemble(
+    generator: Generator,
+    persona: str,
+    note: list[str],
+    window: Sequence[ChatMessage],
+    new: ChatMessage,
+) -> tuple[ChatMessage, ...]:
+    """The prompt: persona, window, new message, and the note where the model allows."""
+    if generator.late_system:
+        late = (ChatMessage(Role.SYSTEM, "\n\n".join(note)),) if note else ()
+        return (ChatMessage(Role.SYSTEM, persona.strip()), *window, *late, new)
+    system = ChatMessage(Role.SYSTEM, "\n\n".join([persona.strip(), *note]))
+    return (system, *window, new)
+
+
+def _window_start(history: Sequence[StoredTurn], sizes: Sequence[int], room: int) -> int:
+    """Index of the window's first turn: where the last reply's window started if all
+    since then fits, else as far back as fits (:data:`REFILL` of ``room`` after an
+    overflow, so that the next turns fit again)."""
+    anchor = next((t.context[0] for t in reversed(history) if t.context), None)
+    limit = room
+    if anchor is not None:
+        start = next((i for i, t in enumerate(history) if t.id >= anchor), len(history))
+        if sum(sizes[start:]) <= room:
+            return start
+        limit = int(room * REFILL)
+    start, used = len(history), 0
+    while start > 0 and used + sizes[start - 1] <= limit:
+        start -= 1
+        used += sizes[start]
+    return start
 
 
 def build_context(
@@ -87,7 +132,8 @@ def build_context(
     take what is left. Whatever does not fit is left out whole.
     """
     new = ChatMessage(Role.USER, speaker_line(speaker_name, incoming, group))
-    cost = generator.count_tokens([_system(persona, None, (), group, guidance), new])
+    note = _note(None, (), group, guidance)
+    cost = generator.count_tokens(_assemble(generator, persona, note, (), new))
     if cost > budget:
         raise UserError(
             f"That message is too long for me to read in one go (about {cost} tokens "
@@ -109,25 +155,21 @@ def build_context(
             break
         kept_memories.append(memory)
         extras += extra
+    if (kept_summary or kept_memories) and not guidance and generator.late_system:
+        extras += generator.per_message_overhead  # the note becomes a message of its own
     cost += extras
 
-    chosen: list[tuple[StoredTurn, ChatMessage]] = []
-    for turn in reversed(history):
-        message = _as_chat(turn, group)
-        extra = generator.count_message(message)
-        if cost + extra > budget:
-            break
-        chosen.append((turn, message))
-        cost += extra
-    chosen.reverse()
+    turns = [(turn, _as_chat(turn, group)) for turn in history]
+    sizes = [generator.count_message(message) for _, message in turns]
+    chosen = turns[_window_start(history, sizes, budget - cost) :]
 
     # The estimates above are exact for most chat templates; check the real rendering
     # anyway, and drop the oldest turn (then the least relevant memory) until it fits.
     while True:
         while chosen and chosen[0][0].role is not Role.USER:
             chosen.pop(0)
-        system = _system(persona, kept_summary, kept_memories, group, guidance)
-        messages = (system, *(m for _, m in chosen), new)
+        note = _note(kept_summary, kept_memories, group, guidance)
+        messages = _assemble(generator, persona, note, [m for _, m in chosen], new)
         tokens = generator.count_tokens(messages)
         if tokens <= budget:
             break

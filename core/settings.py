@@ -158,9 +158,9 @@ class _Strict(BaseModel):
 
 class ModelSettings(_Strict):
     backend: Literal["auto", "llama.cpp", "transformers", "openai"] = Field(
-        default="transformers",
-        description="'llama.cpp' runs GGUF files (the embedded one too) several times "
-        "faster; 'auto': llama.cpp for a GGUF model without an adapter, else transformers.",
+        default="auto",
+        description="'auto': llama.cpp for a GGUF model (the embedded one too) without an "
+        "adapter, several times faster; transformers for adapters and Hugging Face models.",
     )
     model: str = Field(
         default="embedded",

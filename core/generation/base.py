@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from core.errors import BackendError, ConfigError
@@ -31,6 +31,10 @@ class Generator(abc.ABC):
     """Template tokens around each message (role markers, separators)."""
     remote: bool = False
     """True when prompts leave this machine (then personal data is redacted first)."""
+    late_system: bool = False
+    """True when the chat template takes a system message after the conversation has
+    begun (the dialogue manager then puts what changes every turn there, so that the
+    start of the prompt stays the same from turn to turn)."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Load weights or open connections; called once before use."""
@@ -55,6 +59,23 @@ class Generator(abc.ABC):
         probe = [ChatMessage(Role.SYSTEM, "a")]
         with_user = [*probe, ChatMessage(Role.USER, "b")]
         return self.count_tokens(with_user) - self.count_tokens(probe) - self.count_text("b")
+
+    def probe_late_system(self, render: Callable[[Sequence[ChatMessage]], str]) -> bool:
+        """Whether ``render`` (the model's chat template) keeps a system message placed
+        between turns (some templates refuse one or silently drop it)."""
+        marker = "zq-late-note"
+        probe = [
+            ChatMessage(Role.SYSTEM, "a"),
+            ChatMessage(Role.USER, "b"),
+            ChatMessage(Role.ASSISTANT, "c"),
+            ChatMessage(Role.SYSTEM, marker),
+            ChatMessage(Role.USER, "d"),
+        ]
+        try:
+            text = render(probe)
+        except Exception:  # a template that raises does not take it
+            return False
+        return marker in text and text.index(marker) > text.index("c")
 
     @abc.abstractmethod
     def stream(

@@ -33,7 +33,8 @@ class FakeGenerator(Generator):
     about. Every prompt it was given is kept in :attr:`prompts`. ``delay`` (s)
     is awaited before each piece; the generation settings of each call are in
     :attr:`params`; ``fail`` makes every call raise
-    :class:`BackendError`.
+    :class:`BackendError`; ``late_system`` says its "template" takes a system message
+    between turns, as the local engines' usually do.
     """
 
     name = "fake"
@@ -46,8 +47,10 @@ class FakeGenerator(Generator):
         context_window: int = 4096,
         delay: float = 0.0,
         fail: bool = False,
+        late_system: bool = False,
     ) -> None:
         self.script = script
+        self.late_system = late_system
         self.context_window = context_window
         self.delay = delay
         self.fail = fail

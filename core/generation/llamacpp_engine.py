@@ -176,6 +176,7 @@ class LlamaCppGenerator(Generator):
         )
         self._slots = [_Slot(seq) for seq in range(self.parallel)]
         self.per_message_overhead = self.measure_overhead()
+        self.late_system = self.probe_late_system(self.render)
         log.info(
             "loaded %s with llama.cpp: %d conversations at once, %d tokens each, %d threads",
             self.path.name,

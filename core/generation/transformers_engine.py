@@ -89,6 +89,13 @@ class TransformersGenerator(Generator):
         unknown = tokenizer.unk_token_id
         self._stop_ids = sorted(i for i in stops if isinstance(i, int) and i != unknown)
         self.per_message_overhead = self.measure_overhead()
+        self.late_system = self.probe_late_system(
+            lambda messages: str(
+                tokenizer.apply_chat_template(
+                    [m.as_dict() for m in messages], tokenize=False, add_generation_prompt=True
+                )
+            )
+        )
         log.info(
             "loaded %s from %s (context %d tokens)", self.model_name, where, self.context_window
         )

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.dialogue import Remembered, budget_for, build_context
+from core.dialogue import REFILL, Context, Remembered, budget_for, build_context
 from core.errors import UserError
 from core.generation.fake import FakeGenerator
 from core.storage import StoredTurn
@@ -20,6 +22,7 @@ def history(*texts: str) -> list[StoredTurn]:
 
 
 GEN = FakeGenerator()  # one token per word, 4 tokens around each message, 4 to open the reply
+LATE = FakeGenerator(late_system=True)  # takes a system message between turns
 
 
 def test_everything_fits_when_the_budget_allows() -> None:
@@ -89,11 +92,14 @@ def test_budget_leaves_room_for_the_reply() -> None:
     incoming=st.text(alphabet="ab ", min_size=1, max_size=40),
     budget=st.integers(min_value=20, max_value=400),
 )
-def test_the_prompt_never_exceeds_the_budget(texts: list[str], incoming: str, budget: int) -> None:
+@pytest.mark.parametrize("gen", [GEN, LATE], ids=["note-in-persona", "late-note"])
+def test_the_prompt_never_exceeds_the_budget(
+    gen: FakeGenerator, texts: list[str], incoming: str, budget: int
+) -> None:
     turns = history(*texts)
     try:
         context = build_context(
-            GEN, persona="be kind", history=turns, incoming=incoming, budget=budget
+            gen, persona="be kind", history=turns, incoming=incoming, budget=budget
         )
     except UserError:
         assert (
@@ -125,13 +131,19 @@ def test_the_prompt_never_exceeds_the_budget(texts: list[str], incoming: str, bu
     budget=st.integers(min_value=30, max_value=400),
     share=st.floats(min_value=0.0, max_value=0.9),
 )
+@pytest.mark.parametrize("gen", [GEN, LATE], ids=["note-in-persona", "late-note"])
 def test_summary_and_memories_stay_within_the_budget(
-    texts: list[str], memories: list[str], summary: str | None, budget: int, share: float
+    gen: FakeGenerator,
+    texts: list[str],
+    memories: list[str],
+    summary: str | None,
+    budget: int,
+    share: float,
 ) -> None:
     offered = [Remembered(i, text) for i, text in enumerate(memories)]
     try:
         context = build_context(
-            GEN,
+            gen,
             persona="be kind",
             history=history(*texts),
             incoming="hi",
@@ -143,11 +155,69 @@ def test_summary_and_memories_stay_within_the_budget(
     except UserError:
         return
     assert context.tokens <= budget
-    assert context.tokens == GEN.count_tokens(context.messages)
+    assert context.tokens == gen.count_tokens(context.messages)
     # memories kept are a prefix of the offered ones (most relevant first), whole
     kept = list(context.memory_ids)
     assert kept == list(range(len(kept)))
-    system = context.messages[0].content
+    system = "\n".join(m.content for m in context.messages if m.role is Role.SYSTEM)
+    if gen.late_system:
+        assert context.messages[0].content == "be kind"  # the start stays the same
     for i in kept:
         assert f'"{memories[i]}"' in system
     assert (summary is not None and f"conversation: {summary}" in system) == context.summary_used
+
+
+def converse(gen: FakeGenerator, exchanges: int, budget: int, guidance: str = "") -> list[Context]:
+    """Contexts of a conversation in which the bot answers every message (each reply
+    stored with the window it saw, as the pipeline does)."""
+    turns: list[StoredTurn] = []
+    contexts = []
+    for i in range(exchanges):
+        text = f"message {i} " + "w " * (i % 5)
+        context = build_context(
+            gen, persona="be kind", history=turns, incoming=text, budget=budget, guidance=guidance
+        )
+        contexts.append(context)
+        n = len(turns)
+        turns.append(StoredTurn(n + 1, Role.USER, "alice", "Alice", text, 0.0))
+        reply = "reply " * (3 + i % 7)
+        turns.append(
+            StoredTurn(n + 2, Role.ASSISTANT, "bot", "", reply, 0.0, context=context.turn_ids)
+        )
+    return contexts
+
+
+@pytest.mark.parametrize("gen", [GEN, LATE], ids=["note-in-persona", "late-note"])
+def test_the_window_keeps_its_start_and_jumps_forward_in_chunks(gen: FakeGenerator) -> None:
+    contexts = converse(gen, 120, budget=200)
+    starts = [c.turn_ids[0] for c in contexts if c.turn_ids]
+    assert starts == sorted(starts)  # it only ever moves forward
+    jumps = [
+        i
+        for i in range(2, len(contexts))
+        if contexts[i].turn_ids[:1] != contexts[i - 1].turn_ids[:1]
+    ]
+    # sliding one exchange at a time would move it on nearly every turn once full
+    assert 5 <= len(jumps) <= len(contexts) // 3
+    for i in jumps[1:]:  # after a jump the window holds about REFILL of the room
+        used = sum(gen.count_message(m) for m in contexts[i].messages[1:-1])
+        assert used <= REFILL * 200
+    for c in contexts:
+        assert c.tokens <= 200
+
+
+def test_with_a_late_note_each_prompt_starts_with_the_one_before() -> None:
+    """What changes every turn comes last, so an engine's cached prompt stays valid."""
+    contexts = converse(LATE, 60, budget=200, guidance="Be gentle.")
+    same_start = 0
+    for before, after in itertools.pairwise(contexts):
+        if before.turn_ids[:1] != after.turn_ids[:1] or not before.turn_ids:
+            continue
+        same_start += 1
+        window = before.messages[:-2]  # all but the note and the new message
+        assert after.messages[: len(window)] == window
+    assert same_start >= 30
+    last = contexts[-1].messages
+    assert last[0].content == "be kind"
+    assert last[-2].role is Role.SYSTEM and last[-2].content == "Be gentle."
+    assert last[-1].role is Role.USER

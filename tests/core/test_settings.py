@@ -50,7 +50,7 @@ def test_invalid_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) 
 
 def test_the_default_profile_is_valid() -> None:
     profile = load_profile(PROJECT_BOTS_DIR, "companion")
-    assert profile.name == "companion" and profile.model.backend == "transformers"
+    assert profile.name == "companion" and profile.model.backend == "auto"
     assert profile.persona.strip() and profile.folder == PROJECT_BOTS_DIR / "companion"
     assert "companion" in available_profiles(PROJECT_BOTS_DIR)
 

@@ -120,3 +120,37 @@ async def test_exchange_is_atomic(tmp_path: Path, privacy: Privacy) -> None:
         await store.record_exchange("bot", message("hello"), "x", context=[object()])  # type: ignore[list-item]
     assert await recent(store) == []
     await store.close()
+
+
+async def test_concurrent_writes_share_one_commit_and_fail_alone(
+    tmp_path: Path, privacy: Privacy
+) -> None:
+    """Group commit: writers that overlap are committed together (one disk sync), each
+    in its own savepoint, so one writer's error undoes only its own rows; all are
+    durable (visible to another connection) once their ``async with`` has ended."""
+    import asyncio
+
+    store = await open_store(tmp_path / "db.sqlite", privacy)
+    commits = 0
+
+    def count(statement: str) -> None:
+        nonlocal commits
+        commits += statement == "COMMIT"
+
+    await store.db._execute(store.db._conn.set_trace_callback, count)  # type: ignore[no-untyped-call]
+    await store.db.execute("CREATE TABLE notes (text TEXT NOT NULL)")
+
+    async def write(text: str | None) -> None:
+        async with store.transaction() as db:
+            await db.execute("INSERT INTO notes VALUES ('before')")
+            await db.execute("INSERT INTO notes VALUES (?)", (text,))  # None: NOT NULL fails
+
+    results = await asyncio.gather(
+        *(write(None if n == 3 else f"note {n}") for n in range(8)), return_exceptions=True
+    )
+    assert [isinstance(r, sqlite3.IntegrityError) for r in results] == [n == 3 for n in range(8)]
+    assert commits < 8  # fewer syncs than writers
+    with sqlite3.connect(tmp_path / "db.sqlite") as other:  # durable: seen from outside
+        rows = [r[0] for r in other.execute("SELECT text FROM notes")]
+    assert sorted(rows) == sorted(["before"] * 7 + [f"note {n}" for n in range(8) if n != 3])
+    await store.close()

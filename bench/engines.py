@@ -1,0 +1,262 @@
+"""Generation speed: the engines side by side, conversations at once, long conversations.
+
+    .venv/bin/python -m bench.engines [--runs 3] [--turns 200]
+
+Part of ``bench/speed.py`` (which writes docs/benchmarks.md); runnable alone, it prints
+its figures as JSON. Everything uses the embedded SmolLM2-135M-Instruct GGUF file.
+
+- ``engines``: one conversation, greedy, 128 new tokens, the same prompt tokens for
+  raw llama.cpp (``llama_cpp.Llama.create_completion``, the reference), the llama.cpp
+  engine and the transformers engine. Each run starts its system prompt differently so
+  that no engine reads it from a cache. Time to first token, and tokens/s of the
+  decoding after it.
+- ``concurrency``: 1, 4 and 8 different conversations sent at once to the llama.cpp
+  engine (8 slots): aggregate tokens/s over the wall time, and each conversation's first
+  token time.
+- ``turns``: a 200-turn conversation through the whole bot (real storage, emotion
+  reader, embedder, summaries, companion profile), user lines from the held-out
+  Synthetic-Persona-Chat conversations; the model's first-token time at every turn and
+  how many prompt tokens it had to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.adapter import CollectingChannel
+from core.bot import Bot
+from core.generation import models
+from core.generation.llamacpp_engine import LlamaCppGenerator
+from core.generation.transformers_engine import TransformersGenerator
+from core.settings import PROJECT_BOTS_DIR, GenerationSettings, Settings, load_profile
+from core.summary import INSTRUCTIONS
+from core.testing import message
+from core.types import ChatMessage, Role
+
+ROOT = Path(__file__).resolve().parent.parent
+GREEDY = GenerationSettings(max_new_tokens=128, temperature=0.0, repetition_penalty=1.0)
+PERSONA = load_profile(PROJECT_BOTS_DIR, "companion").persona
+QUESTIONS = [
+    "Tell me a long story about a lighthouse keeper and a storm.",
+    "Describe your perfect weekend in detail, hour by hour.",
+    "Explain how bread is made, from the field to the oven.",
+    "Write a long letter to a friend who moved to another country.",
+    "Tell me everything you know about the moon and its phases.",
+    "Describe a walk through a busy market in the morning.",
+    "Tell me a story about a cat who learns to play the piano.",
+    "Explain to a child how rain forms and why it falls.",
+]
+
+
+def prompt(run: int, question: str) -> list[ChatMessage]:
+    return [
+        ChatMessage(Role.SYSTEM, f"Session {run}. {PERSONA}"),
+        ChatMessage(Role.USER, question),
+    ]
+
+
+def gguf() -> Path:
+    source = models.gguf_source("embedded", None)
+    assert source is not None
+    return source.path
+
+
+async def timed(pieces: AsyncIterator[str], started: float) -> tuple[float, float, str]:
+    """(first-token time, end time, text) of a stream, times relative to ``started``."""
+    first, text = None, []
+    async for piece in pieces:
+        if first is None:
+            first = time.perf_counter() - started
+        text.append(piece)
+    return first or float("nan"), time.perf_counter() - started, "".join(text)
+
+
+def rate(tokens: int, first: float, end: float) -> float:
+    """Tokens/s of the decoding after the first token."""
+    return (tokens - 1) / (end - first) if tokens > 1 and end > first else float("nan")
+
+
+async def engines(runs: int) -> dict[str, dict[str, float]]:
+    import llama_cpp
+
+    path = gguf()
+    local = LlamaCppGenerator(path, parallel=1)
+    await local.start()
+    hf = TransformersGenerator(cache_dir=Settings(_env_file=None).cache_dir)  # type: ignore[call-arg]
+    await hf.start()
+    raw = llama_cpp.Llama(
+        str(path),
+        n_ctx=local.context_window,
+        n_batch=512,
+        n_threads=local._threads,
+        verbose=False,
+    )
+    figures: dict[str, list[tuple[float, float]]] = {"raw": [], "llama.cpp": [], "transformers": []}
+    try:
+        for run in range(runs):
+            messages = prompt(run, QUESTIONS[0])
+            tokens = local._prompt_tokens(messages)
+            started = time.perf_counter()
+            stream = raw.create_completion(
+                tokens, max_tokens=GREEDY.max_new_tokens, temperature=0.0, stream=True
+            )
+            first, count = float("nan"), 0
+            for _ in stream:
+                count += 1
+                if count == 1:
+                    first = time.perf_counter() - started
+            end = time.perf_counter() - started
+            figures["raw"].append((first, rate(count, first, end)))
+            for name, engine in (("llama.cpp", local), ("transformers", hf)):
+                started = time.perf_counter()
+                first, end, text = await timed(engine.stream(messages, GREEDY), started)
+                count = local.count_text(text)
+                figures[name].append((first, rate(count, first, end)))
+    finally:
+        raw.close()
+        await local.close()
+        await hf.close()
+    return {
+        name: {
+            "ttft_s": statistics.median(f for f, _ in values),
+            "tokens_per_s": statistics.median(r for _, r in values),
+        }
+        for name, values in figures.items()
+    }
+
+
+async def concurrency(runs: int, levels: Sequence[int] = (1, 4, 8)) -> dict[int, dict[str, float]]:
+    engine = LlamaCppGenerator(gguf(), parallel=max(levels))
+    await engine.start()
+    out: dict[int, dict[str, list[float]]] = {
+        n: {"aggregate": [], "ttft_max": [], "ttft_median": []} for n in levels
+    }
+    try:
+        for run in range(runs):
+            for n in levels:
+                started = time.perf_counter()
+                results = await asyncio.gather(
+                    *(
+                        timed(engine.stream(prompt(100 * run + n, q), GREEDY), started)
+                        for q in QUESTIONS[:n]
+                    )
+                )
+                wall = max(end for _, end, _ in results)
+                tokens = sum(engine.count_text(text) for _, _, text in results)
+                firsts = [first for first, _, _ in results]
+                out[n]["aggregate"].append(tokens / wall)
+                out[n]["ttft_max"].append(max(firsts))
+                out[n]["ttft_median"].append(statistics.median(firsts))
+    finally:
+        await engine.close()
+    return {n: {k: statistics.median(v) for k, v in d.items()} for n, d in out.items()}
+
+
+class TimedLlama(LlamaCppGenerator):
+    """The llama.cpp engine, noting for each reply (not summaries) when its first token
+    came and how many prompt tokens were read rather than taken from the cache."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.turns: list[dict[str, float]] = []
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationSettings
+    ) -> AsyncIterator[str]:
+        if messages[0].content == INSTRUCTIONS:  # a summary being folded, in the background
+            async for piece in super().stream(messages, params):
+                yield piece
+            return
+        prompt_tokens = self.count_tokens(messages)
+        reused = self.reused_tokens
+        started = time.perf_counter()
+        first = True
+        async for piece in super().stream(messages, params):
+            if first:
+                first = False
+                self.turns.append(
+                    {
+                        "ttft_s": time.perf_counter() - started,
+                        "prompt_tokens": prompt_tokens,
+                        "read_tokens": prompt_tokens - (self.reused_tokens - reused),
+                    }
+                )
+            yield piece
+
+
+def user_lines(count: int) -> list[str]:
+    from core.chat_training.data import read_conversations
+
+    lines: list[str] = []
+    for conversation in read_conversations(
+        ROOT / "data/synthetic-persona-chat/heldout.csv", bot_speaker="2"
+    ):
+        lines += [m["content"] for m in conversation if m["role"] == "user"]
+    return (lines * (count // max(1, len(lines)) + 1))[:count]
+
+
+async def turns(runs: int, count: int, at: Sequence[int]) -> dict[str, Any]:
+    profile = load_profile(PROJECT_BOTS_DIR, "companion")
+    lines = user_lines(count)
+    per_run: list[list[dict[str, float]]] = []
+    for run in range(runs):
+        with tempfile.TemporaryDirectory(prefix="socialbot-bench-") as folder:
+            settings = Settings(
+                data_dir=Path(folder),
+                bots_dir=PROJECT_BOTS_DIR,
+                _env_file=None,  # type: ignore[call-arg]
+            )
+            generator = TimedLlama(gguf(), parallel=profile.model.parallel)
+            bot = await Bot.open(settings, profile, generator=generator)
+            try:
+                for text in lines:
+                    await bot.handle(message(text, user=f"user{run}"), CollectingChannel())
+            finally:
+                await bot.close()
+            per_run.append(generator.turns)
+    return {
+        "turns": count,
+        "at": {
+            turn: {
+                key: statistics.median(run[turn - 1][key] for run in per_run)
+                for key in ("ttft_s", "prompt_tokens", "read_tokens")
+            }
+            for turn in at
+        },
+        "window": {  # turn 191-200 (the last ten): the steady state, jumps included
+            key: statistics.median(statistics.mean(t[key] for t in run[-10:]) for run in per_run)
+            for key in ("ttft_s", "read_tokens")
+        },
+        "worst_ttft_s": statistics.median(max(t["ttft_s"] for t in run) for run in per_run),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument("--turn-runs", type=int, help="runs of the long conversation (--runs)")
+    parser.add_argument("--only", choices=["engines", "concurrency", "turns"])
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    if args.only in (None, "engines"):
+        results["engines"] = asyncio.run(engines(args.runs))
+    if args.only in (None, "concurrency"):
+        results["concurrency"] = asyncio.run(concurrency(args.runs))
+    if args.only in (None, "turns"):
+        at = [t for t in (1, 50, 200) if t <= args.turns]
+        results["turns"] = asyncio.run(turns(args.turn_runs or args.runs, args.turns, at))
+        results["turns"]["runs"] = args.turn_runs or args.runs
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
