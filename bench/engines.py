@@ -166,7 +166,8 @@ class TimedLlama(LlamaCppGenerator):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.turns: list[dict[str, float]] = []
+        self.turns: dict[int, dict[str, float]] = {}
+        self.turn = 0
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationSettings
@@ -182,13 +183,11 @@ class TimedLlama(LlamaCppGenerator):
         async for piece in super().stream(messages, params):
             if first:
                 first = False
-                self.turns.append(
-                    {
-                        "ttft_s": time.perf_counter() - started,
-                        "prompt_tokens": prompt_tokens,
-                        "read_tokens": prompt_tokens - (self.reused_tokens - reused),
-                    }
-                )
+                self.turns[self.turn] = {
+                    "ttft_s": time.perf_counter() - started,
+                    "prompt_tokens": prompt_tokens,
+                    "read_tokens": prompt_tokens - (self.reused_tokens - reused),
+                }
             yield piece
 
 
@@ -205,8 +204,10 @@ def user_lines(count: int) -> list[str]:
 
 async def turns(runs: int, count: int, at: Sequence[int]) -> dict[str, Any]:
     profile = load_profile(PROJECT_BOTS_DIR, "companion")
+    # one person's 200 quick messages would rightly trip the flood limit
+    profile = profile.model_copy(update={"plugin": {"moderation": {"flood_messages": 10**6}}})
     lines = user_lines(count)
-    per_run: list[list[dict[str, float]]] = []
+    per_run: list[dict[int, dict[str, float]]] = []
     for run in range(runs):
         with tempfile.TemporaryDirectory(prefix="socialbot-bench-") as folder:
             settings = Settings(
@@ -217,25 +218,35 @@ async def turns(runs: int, count: int, at: Sequence[int]) -> dict[str, Any]:
             generator = TimedLlama(gguf(), parallel=profile.model.parallel)
             bot = await Bot.open(settings, profile, generator=generator)
             try:
-                for text in lines:
+                for turn, text in enumerate(lines, 1):
+                    generator.turn = turn
                     await bot.handle(message(text, user=f"user{run}"), CollectingChannel())
             finally:
                 await bot.close()
+            missing = [t for t in at if t not in generator.turns]
+            if missing:
+                raise SystemExit(f"turns {missing} did not reach the model")
             per_run.append(generator.turns)
     return {
         "turns": count,
         "at": {
             turn: {
-                key: statistics.median(run[turn - 1][key] for run in per_run)
+                key: statistics.median(run[turn][key] for run in per_run)
                 for key in ("ttft_s", "prompt_tokens", "read_tokens")
             }
             for turn in at
         },
         "window": {  # turn 191-200 (the last ten): the steady state, jumps included
-            key: statistics.median(statistics.mean(t[key] for t in run[-10:]) for run in per_run)
+            key: statistics.median(
+                statistics.mean(run[t][key] for t in range(count - 9, count + 1) if t in run)
+                for run in per_run
+            )
             for key in ("ttft_s", "read_tokens")
         },
-        "worst_ttft_s": statistics.median(max(t["ttft_s"] for t in run) for run in per_run),
+        "worst_ttft_s": statistics.median(
+            max(t["ttft_s"] for t in run.values()) for run in per_run
+        ),
+        "answered_by_model": statistics.median(len(run) for run in per_run),
     }
 
 
