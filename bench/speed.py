@@ -215,18 +215,26 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--turn-runs", type=int, help="runs of the long conversation (--runs)")
+    parser.add_argument(
+        "--only",
+        choices=["engines", "concurrency", "turns", "core", "rss"],
+        help="run one part again, keep the others' figures from docs/results/benchmarks.json",
+    )
     args = parser.parse_args()
     runs, turn_runs = str(args.runs), str(args.turn_runs or args.runs)
-    results = {
-        "engines": run(
-            "bench.engines", "--runs", runs, "--turns", str(args.turns), "--turn-runs", turn_runs
-        ),
-        "core": run("bench.core_overhead", "--runs", runs),
-        "rss": run("bench.memory_rss"),
-    }
+    results: dict[str, Any] = json.loads(RAW.read_text()) if args.only else {}
+    engine_args = ["--runs", runs, "--turns", str(args.turns), "--turn-runs", turn_runs]
+    if args.only is None:
+        results["engines"] = run("bench.engines", *engine_args)
+    elif args.only in ("engines", "concurrency", "turns"):
+        results["engines"].update(run("bench.engines", *engine_args, "--only", args.only))
+    if args.only in (None, "core"):
+        results["core"] = run("bench.core_overhead", "--runs", runs)
+    if args.only in (None, "rss"):
+        results["rss"] = run("bench.memory_rss")
     RAW.write_text(json.dumps(results, indent=2) + "\n")
     notes = DOC.read_text().split("<!-- notes -->", 1)[1] if DOC.exists() else ""
-    text = report(results, args.runs, args.turns)
+    text = report(results, args.runs, results["engines"]["turns"]["turns"])
     DOC.write_text(text + ("\n<!-- notes -->" + notes if notes else "\n<!-- notes -->\n"))
     print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
 

@@ -31,6 +31,9 @@ class Generator(abc.ABC):
     """Template tokens around each message (role markers, separators)."""
     remote: bool = False
     """True when prompts leave this machine (then personal data is redacted first)."""
+    shares_cpu_with_torch: bool = True
+    """False when the engine needs the bot's other torch models (embedder, emotion reader)
+    to run on one thread (llama.cpp: torch's thread pool slows it down 3x)."""
     late_system: bool = False
     """True when the chat template takes a system message after the conversation has
     begun (the dialogue manager then puts what changes every turn there, so that the

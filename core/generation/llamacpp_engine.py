@@ -89,6 +89,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class LlamaCppGenerator(Generator):
     name = "llama.cpp"
     continues_replies = True
+    shares_cpu_with_torch = False
 
     def __init__(
         self,
