@@ -149,7 +149,7 @@ async def engines(runs: int) -> dict[str, dict[str, float]]:
         text=True,
         check=True,
     )
-    figures["raw"] = [tuple(pair) for pair in json.loads(out.stdout)]  # type: ignore[misc]
+    figures["raw"] = [tuple(pair) for pair in json.loads(out.stdout)]
     return {
         name: {
             "ttft_s": statistics.median(f for f, _ in figures[name]),
