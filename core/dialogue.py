@@ -20,7 +20,8 @@ which lets an engine that caches the prompt (llama.cpp) read only what is new:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from core.errors import UserError
@@ -94,22 +95,26 @@ def _assemble(
     return (system, *window, new)
 
 
-def _window_start(history: Sequence[StoredTurn], sizes: Sequence[int], room: int) -> int:
+def _window_start(history: Sequence[StoredTurn], size: Callable[[int], int], room: int) -> int:
     """Index of the window's first turn: where the last reply's window started if all
     since then fits, else as far back as fits (:data:`REFILL` of ``room`` after an
-    overflow, so that the next turns fit again)."""
+    overflow, so that the next turns fit again). ``size(i)`` is turn i's cost; it is
+    asked only for the turns the decision needs, newest first."""
+
+    def fill(limit: int, stop: int = 0) -> int:
+        start, used = len(history), 0
+        while start > stop and used + size(start - 1) <= limit:
+            start -= 1
+            used += size(start)
+        return start
+
     anchor = next((t.context[0] for t in reversed(history) if t.context), None)
-    limit = room
-    if anchor is not None:
-        start = next((i for i, t in enumerate(history) if t.id >= anchor), len(history))
-        if sum(sizes[start:]) <= room:
-            return start
-        limit = int(room * REFILL)
-    start, used = len(history), 0
-    while start > 0 and used + sizes[start - 1] <= limit:
-        start -= 1
-        used += sizes[start]
-    return start
+    if anchor is None:
+        return fill(room)
+    start = next((i for i, t in enumerate(history) if t.id >= anchor), len(history))
+    if fill(room, stop=start) == start:  # everything since the anchor still fits
+        return start
+    return fill(int(room * REFILL))
 
 
 def build_context(
@@ -160,8 +165,8 @@ def build_context(
     cost += extras
 
     turns = [(turn, _as_chat(turn, group)) for turn in history]
-    sizes = [generator.count_message(message) for _, message in turns]
-    chosen = turns[_window_start(history, sizes, budget - cost) :]
+    size = functools.cache(lambda i: generator.count_message(turns[i][1]))
+    chosen = turns[_window_start(history, size, budget - cost) :]
 
     # The estimates above are exact for most chat templates; check the real rendering
     # anyway, and drop the oldest turn (then the least relevant memory) until it fits.
