@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from tests.adapters import fake_telegram
 from tests.adapters.fake_telegram import FakeTelegram
+from tests.adapters.helpers import without_platform_env
 
 QUESTIONS = [
     "Hi! I just adopted a puppy and I have no idea what I'm doing.",
@@ -47,11 +47,7 @@ def status(pid: int) -> dict[str, float]:
 async def measure() -> dict[str, float]:
     server = FakeTelegram()
     await server.start()
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SOCIALBOT_", "DISCORD_", "TELEGRAM_", "SLACK_"))
-    }
+    clean = without_platform_env()
     env = {
         **clean,
         "HF_HUB_OFFLINE": "1",

@@ -203,7 +203,7 @@ class Store:
         self.privacy = privacy
         self._writing = asyncio.Lock()
         self._batch: asyncio.Future[None] | None = None
-        self._committer: asyncio.Task[None] | None = None
+        self._committer: asyncio.Task[None] | None = None  # held so it is not collected
 
     @classmethod
     async def open(cls, path: Path, privacy: Privacy, *, synchronous: str = "FULL") -> Store:

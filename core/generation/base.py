@@ -66,11 +66,11 @@ class Generator(abc.ABC):
     def probe_late_system(self, render: Callable[[Sequence[ChatMessage]], str]) -> bool:
         """Whether ``render`` (the model's chat template) keeps a system message placed
         between turns (some templates refuse one or silently drop it)."""
-        marker = "zq-late-note"
+        reply, marker = "zq-probe-reply", "zq-probe-note"
         probe = [
             ChatMessage(Role.SYSTEM, "a"),
             ChatMessage(Role.USER, "b"),
-            ChatMessage(Role.ASSISTANT, "c"),
+            ChatMessage(Role.ASSISTANT, reply),
             ChatMessage(Role.SYSTEM, marker),
             ChatMessage(Role.USER, "d"),
         ]
@@ -78,7 +78,7 @@ class Generator(abc.ABC):
             text = render(probe)
         except Exception:  # a template that raises does not take it
             return False
-        return marker in text and text.index(marker) > text.index("c")
+        return reply in text and marker in text and text.index(marker) > text.index(reply)
 
     @abc.abstractmethod
     def stream(

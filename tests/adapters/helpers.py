@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -10,6 +11,16 @@ from typing import Protocol
 from aiohttp import web
 
 from adapters.base import PlatformAdapter
+
+
+def without_platform_env() -> dict[str, str]:
+    """This process's environment without any socialbot or platform setting (so that a
+    developer's tokens never reach a test or benchmark)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SOCIALBOT_", "DISCORD_", "TELEGRAM_", "SLACK_"))
+    }
 
 
 class HasAdapter(Protocol):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from tests.adapters import fake_discord, fake_slack, fake_telegram
 from tests.adapters.fake_discord import DM_CHANNEL, FakeDiscord
 from tests.adapters.fake_slack import FakeSlack
 from tests.adapters.fake_telegram import FakeTelegram
+from tests.adapters.helpers import without_platform_env
 
 
 @dataclass
@@ -127,11 +127,7 @@ def test_only_platforms_with_a_token_are_started(tmp_path: Path) -> None:
 
 
 async def _socialbot(tmp_path: Path, env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SOCIALBOT_", "DISCORD_", "TELEGRAM_", "SLACK_"))
-    }
+    clean = without_platform_env()
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

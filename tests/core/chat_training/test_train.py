@@ -20,29 +20,31 @@ pytestmark = pytest.mark.model
 SAMPLE = Path(__file__).parents[2] / "data" / "persona_chat_sample.csv"
 
 
+def config(out: Path, model_cache: Path) -> ChatTrainConfig:
+    return ChatTrainConfig(
+        data=SAMPLE,
+        dev_data=SAMPLE,  # tiny data: the point is that learning happens, not generalising
+        out=out,
+        cache_dir=model_cache,
+        bot_speaker="2",
+        max_length=128,
+        batch_size=4,
+        lr=2e-3,
+        epochs=2,
+        max_steps=8,
+        lora_r=8,
+        warmup=0.0,
+        checkpoint_every=3,
+        patience=2,
+    )
+
+
 @pytest.fixture(scope="module")
 def trained(
     tmp_path_factory: pytest.TempPathFactory, model_cache: Path
 ) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("adapter")
-    report = train(
-        ChatTrainConfig(
-            data=SAMPLE,
-            dev_data=SAMPLE,  # tiny data: the point is that learning happens, not generalising
-            out=out,
-            cache_dir=model_cache,
-            bot_speaker="2",
-            max_length=128,
-            batch_size=4,
-            lr=2e-3,
-            epochs=2,
-            max_steps=8,
-            lora_r=8,
-            warmup=0.0,
-            checkpoint_every=3,
-            patience=2,
-        )
-    )
+    report = train(config(out, model_cache))
     return out, report
 
 
@@ -63,21 +65,7 @@ def test_a_finished_run_resumes_without_training_again(
     trained: tuple[Path, dict[str, Any]], model_cache: Path
 ) -> None:
     out, report = trained
-    again = train(
-        ChatTrainConfig(
-            data=SAMPLE,
-            dev_data=SAMPLE,
-            out=out,
-            cache_dir=model_cache,
-            bot_speaker="2",
-            max_length=128,
-            batch_size=4,
-            epochs=2,
-            max_steps=8,
-            lora_r=8,
-            patience=2,
-        )
-    )
+    again = train(config(out, model_cache))  # the same run, started again
     assert again["steps"] == report["steps"] and again["history"] == report["history"]
 
 
