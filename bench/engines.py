@@ -16,7 +16,8 @@ its figures as JSON. Everything uses the embedded SmolLM2-135M-Instruct GGUF fil
 - ``turns``: a 200-turn conversation through the whole bot (real storage, emotion
   reader, embedder, summaries, companion profile), user lines from the held-out
   Synthetic-Persona-Chat conversations; the model's first-token time at every turn and
-  how many prompt tokens it had to read.
+  how many prompt tokens it had to read. Then the same with long-term memory and
+  summaries off (``turns_plain``): what the window and the engine's cache cost alone.
 """
 
 from __future__ import annotations
@@ -228,10 +229,13 @@ def user_lines(count: int) -> list[str]:
     return (lines * (count // max(1, len(lines)) + 1))[:count]
 
 
-async def turns(runs: int, count: int, at: Sequence[int]) -> dict[str, Any]:
+async def turns(runs: int, count: int, at: Sequence[int], memory: bool = True) -> dict[str, Any]:
     profile = load_profile(PROJECT_BOTS_DIR, "companion")
     # one person's 200 quick messages would rightly trip the flood limit
     profile = profile.model_copy(update={"plugin": {"moderation": {"flood_messages": 10**6}}})
+    if not memory:
+        off = profile.memory.model_copy(update={"enabled": False, "summarize": False})
+        profile = profile.model_copy(update={"memory": off})
     lines = user_lines(count)
     per_run: list[dict[int, dict[str, float]]] = []
     for run in range(runs):
@@ -241,7 +245,9 @@ async def turns(runs: int, count: int, at: Sequence[int]) -> dict[str, Any]:
                 bots_dir=PROJECT_BOTS_DIR,
                 _env_file=None,  # type: ignore[call-arg]
             )
-            generator = TimedLlama(gguf(), parallel=profile.model.parallel)
+            generator = TimedLlama(
+                gguf(), parallel=profile.model.parallel, reuse_chunk=profile.model.reuse_chunk
+            )
             bot = await Bot.open(settings, profile, generator=generator)
             try:
                 for turn, text in enumerate(lines, 1):
@@ -295,8 +301,10 @@ def main() -> None:
         results["concurrency"] = asyncio.run(concurrency(args.runs))
     if args.only in (None, "turns"):
         at = [t for t in (1, 50, 200) if t <= args.turns]
-        results["turns"] = asyncio.run(turns(args.turn_runs or args.runs, args.turns, at))
-        results["turns"]["runs"] = args.turn_runs or args.runs
+        turn_runs = args.turn_runs or args.runs
+        results["turns"] = asyncio.run(turns(turn_runs, args.turns, at))
+        results["turns_plain"] = asyncio.run(turns(turn_runs, args.turns, at, memory=False))
+        results["turns"]["runs"] = results["turns_plain"]["runs"] = turn_runs
     print(json.dumps(results, indent=2))
 
 

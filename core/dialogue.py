@@ -8,10 +8,11 @@ and the window starts with a user turn so exchanges are never cut in half.
 The prompt is laid out so that one turn's prompt is the start of the next one's,
 which lets an engine that caches the prompt (llama.cpp) read only what is new:
 
-- what changes every turn (the emotion guidance, plugins' notes, the summary and the
-  recalled memories) goes in a note just before the new message, where the template
-  allows a system message there (:attr:`Generator.late_system`); otherwise it joins
-  the persona, as before;
+- what changes every turn (the emotion guidance, plugins' notes and the recalled
+  memories) goes in a note just before the new message, where the template allows a
+  system message there (:attr:`Generator.late_system`); the summary, which changes only
+  when older turns are folded into it, follows the persona, before the turns it came
+  from. Where the template takes no late system message, all of it joins the persona;
 - the window does not slide one turn at a time. It keeps starting where the last
   reply's window started for as long as that fits; when it no longer does, it moves
   on in one jump, to a start that fills :data:`REFILL` of the room, so the history is
@@ -65,14 +66,10 @@ REFILL = 0.6
 """Share of the room for turns that the window fills when it jumps forward."""
 
 
-def _note(
-    summary: str | None, memories: Sequence[Remembered], group: bool, guidance: str
-) -> list[str]:
+def _note(memories: Sequence[Remembered], group: bool, guidance: str) -> list[str]:
     parts = []
     if guidance:
         parts.append(guidance)
-    if summary:
-        parts.append(f"Summary of the earlier conversation: {summary}")
     if memories:
         lines = "\n".join(f'- "{m.text}"' + (f" ({m.age})" if m.age else "") for m in memories)
         heading = "Earlier in this channel, people said" if group else "Earlier, the user told you"
@@ -83,16 +80,20 @@ def _note(
 def _assemble(
     generator: Generator,
     persona: str,
+    summary: str | None,
     note: list[str],
     window: Sequence[ChatMessage],
     new: ChatMessage,
 ) -> tuple[ChatMessage, ...]:
-    """The prompt: persona, window, new message, and the note where the model allows."""
+    """The prompt: persona and summary, window, new message, and the note where the
+    model allows (else the note joins the persona)."""
+    first = [persona.strip()]
+    if summary:
+        first.append(f"Summary of the earlier conversation: {summary}")
     if generator.late_system:
         late = (ChatMessage(Role.SYSTEM, "\n\n".join(note)),) if note else ()
-        return (ChatMessage(Role.SYSTEM, persona.strip()), *window, *late, new)
-    system = ChatMessage(Role.SYSTEM, "\n\n".join([persona.strip(), *note]))
-    return (system, *window, new)
+        return (ChatMessage(Role.SYSTEM, "\n\n".join(first)), *window, *late, new)
+    return (ChatMessage(Role.SYSTEM, "\n\n".join([*first, *note])), *window, new)
 
 
 def _window_start(history: Sequence[StoredTurn], size: Callable[[int], int], room: int) -> int:
@@ -137,8 +138,8 @@ def build_context(
     take what is left. Whatever does not fit is left out whole.
     """
     new = ChatMessage(Role.USER, speaker_line(speaker_name, incoming, group))
-    note = _note(None, (), group, guidance)
-    cost = generator.count_tokens(_assemble(generator, persona, note, (), new))
+    note = _note((), group, guidance)
+    cost = generator.count_tokens(_assemble(generator, persona, None, note, (), new))
     if cost > budget:
         raise UserError(
             f"That message is too long for me to read in one go (about {cost} tokens "
@@ -160,7 +161,7 @@ def build_context(
             break
         kept_memories.append(memory)
         extras += extra
-    if (kept_summary or kept_memories) and not guidance and generator.late_system:
+    if kept_memories and not guidance and generator.late_system:
         extras += generator.per_message_overhead  # the note becomes a message of its own
     cost += extras
 
@@ -173,8 +174,9 @@ def build_context(
     while True:
         while chosen and chosen[0][0].role is not Role.USER:
             chosen.pop(0)
-        note = _note(kept_summary, kept_memories, group, guidance)
-        messages = _assemble(generator, persona, note, [m for _, m in chosen], new)
+        note = _note(kept_memories, group, guidance)
+        window = [m for _, m in chosen]
+        messages = _assemble(generator, persona, kept_summary, note, window, new)
         tokens = generator.count_tokens(messages)
         if tokens <= budget:
             break

@@ -183,6 +183,12 @@ class ModelSettings(_Strict):
     queue_limit: int = Field(
         default=64, ge=0, description="llama.cpp: requests that may wait; past it, 'busy'."
     )
+    reuse_chunk: int = Field(
+        default=16,
+        ge=0,
+        description="llama.cpp: shortest run of cached prompt tokens moved into place "
+        "rather than read again (0: reuse exact prefixes only).",
+    )
     merge_adapter: bool = Field(
         default=True, description="Fold the adapter into the weights at load (faster)."
     )

@@ -95,7 +95,7 @@ class Summaries:
             ChatMessage(Role.SYSTEM, INSTRUCTIONS),
             ChatMessage(Role.USER, _transcript(summary, older, bot)),
         ]
-        text = (await generator.generate(prompt, PARAMS)).strip()
+        text = (await generator.generate(prompt, PARAMS, background=True)).strip()
         if not text:
             log.warning("summary of %s came back empty", message.place.conversation)
             return False

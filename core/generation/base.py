@@ -86,7 +86,15 @@ class Generator(abc.ABC):
     ) -> AsyncIterator[str]:
         """Yield the reply's text in pieces as it is generated."""
 
-    async def generate(self, messages: Sequence[ChatMessage], params: GenerationSettings) -> str:
+    async def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationSettings,
+        *,
+        background: bool = False,
+    ) -> str:
+        """The whole reply. ``background`` marks work nobody is waiting on (a summary):
+        an engine that schedules may put it after replies."""
         return "".join([piece async for piece in self.stream(messages, params)])
 
 
@@ -161,6 +169,7 @@ def create_generator(profile: BotProfile, settings: Settings) -> Generator:
             context_window=model.context_window,
             parallel=model.parallel,
             queue_limit=model.queue_limit,
+            reuse_chunk=model.reuse_chunk,
         )
     if backend == "transformers":
         from core.generation.transformers_engine import TransformersGenerator

@@ -15,8 +15,18 @@ past ``queue_limit`` waiting, :class:`BusyError` is raised at once, and the pipe
 answers with a short "busy" reply instead of letting memory grow.
 
 A slot keeps its tokens in the KV cache after a reply. A new request takes the free slot
-whose cached tokens share the longest prefix with its prompt and reads only the rest:
-the next turn of a conversation re-reads only the new message, not the whole history.
+that holds the most of its prompt and reads only the rest: the longest common prefix,
+and then, past it, any run of at least ``reuse_chunk`` tokens found further on in the
+slot's cache, which is moved into place in the KV cache (``llama_memory_seq_rm`` and
+``llama_memory_seq_add``; what llama.cpp's server calls cache reuse). So the next turn of
+a conversation reads only what is new, even when something in the middle of its prompt
+changed: the note before the last message went, or the window dropped its oldest turns.
+A moved run keeps what it computed when it was first read (it saw the tokens that have
+since gone), a small approximation that llama.cpp's server makes too; ``reuse_chunk=0``
+turns it off and keeps only exact prefixes.
+
+Background work (summaries) waits: it is admitted after waiting replies, and pauses while
+a reply's prompt is being read, so it does not delay anyone's first token.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ class _Request:
     params: GenerationSettings
     emit: Callable[[object], None]
     cancel: threading.Event
+    background: bool = False
     slot: int = -1
     fed: int = 0  # prompt tokens already in the KV cache
     produced: int = 0
@@ -76,6 +87,7 @@ class _Slot:
     seq: int
     cached: list[int] = field(default_factory=list)
     busy: bool = False
+    used: int = 0  # when it was last taken (a counter): the least recent goes first
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -84,6 +96,35 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+Move = tuple[int, int, int]
+"""(to, from, length): cached tokens at positions [from, from + length) go to ``to``."""
+
+
+def plan_reuse(cached: Sequence[int], tokens: Sequence[int], chunk: int) -> tuple[int, list[Move]]:
+    """How much of ``tokens`` a slot holding ``cached`` can keep: the common prefix, then
+    runs of at least ``chunk`` tokens found in order further on in ``cached`` (none when
+    ``chunk`` is 0). Returns the tokens kept and the moves that put the runs in place.
+    The last prompt token is always left to read (its logits give the first reply token).
+    """
+    limit = len(tokens) - 1
+    kept = min(_common_prefix(cached, tokens), max(limit, 0))
+    moves: list[Move] = []
+    if chunk <= 0:
+        return kept, moves
+    at = kept  # where the cache is being searched
+    while at < len(cached) and kept < limit:
+        n = 0
+        while at + n < len(cached) and kept + n < limit and cached[at + n] == tokens[kept + n]:
+            n += 1
+        if n >= chunk:
+            moves.append((kept, at, n))
+            kept += n
+            at += n
+        else:
+            at += 1
+    return kept, moves
 
 
 class LlamaCppGenerator(Generator):
@@ -99,8 +140,10 @@ class LlamaCppGenerator(Generator):
         context_window: int | None = None,
         parallel: int = 4,
         queue_limit: int = 64,
+        reuse_chunk: int = 16,
     ) -> None:
         self.path = path
+        self.reuse_chunk = max(0, reuse_chunk)
         self._threads = threads or min(os.cpu_count() or 1, 8)
         self._context_window = context_window
         self.parallel = max(1, parallel)
@@ -118,6 +161,8 @@ class LlamaCppGenerator(Generator):
         self._worker: threading.Thread | None = None
         self.steps = 0
         self.reused_tokens = 0
+        self.moved_tokens = 0
+        self._taken = 0
 
     # --- loading -----------------------------------------------------------------
 
@@ -171,6 +216,8 @@ class LlamaCppGenerator(Generator):
             "eos_token": special("tokenizer.ggml.eos_token_id"),
         }
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
+        if not llama_cpp.llama_memory_can_shift(ctx.memory):
+            self.reuse_chunk = 0  # this model's cache cannot move: exact prefixes only
         self._model, self._ctx = model, ctx
         self._batch = _internals.LlamaBatch(
             n_tokens=cparams.n_batch, embd=0, n_seq_max=1, verbose=False
@@ -241,15 +288,29 @@ class LlamaCppGenerator(Generator):
 
     # --- generation ------------------------------------------------------------------
 
-    async def stream(
+    def stream(
         self, messages: Sequence[ChatMessage], params: GenerationSettings
+    ) -> AsyncIterator[str]:
+        return self._submit(messages, params, background=False)
+
+    async def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationSettings,
+        *,
+        background: bool = False,
+    ) -> str:
+        return "".join([p async for p in self._submit(messages, params, background=background)])
+
+    async def _submit(
+        self, messages: Sequence[ChatMessage], params: GenerationSettings, *, background: bool
     ) -> AsyncIterator[str]:
         tokens = self._prompt_tokens(messages)
         if len(tokens) + params.max_new_tokens > self.context_window:
             limit = self.context_window - params.max_new_tokens
             tokens = tokens[-limit:]  # the dialogue manager keeps within budget; a guard
         handoff = Handoff()
-        request = _Request(tokens, params, handoff.emit, threading.Event())
+        request = _Request(tokens, params, handoff.emit, threading.Event(), background)
         with self._wake:
             if self._closing:
                 raise BackendError("the model is shutting down")
@@ -307,13 +368,28 @@ class LlamaCppGenerator(Generator):
         import llama_cpp
 
         while self._waiting and len(self._active) < self.parallel:
-            request = self._waiting.popleft()
+            # replies first, in order of arrival; then background work
+            request = next((r for r in self._waiting if not r.background), self._waiting[0])
+            self._waiting.remove(request)
+            plans = {
+                slot.seq: plan_reuse(slot.cached, request.tokens, self.reuse_chunk)
+                for slot in self._slots
+                if not slot.busy
+            }
             free = [s for s in self._slots if not s.busy]
-            slot = max(free, key=lambda s: _common_prefix(s.cached, request.tokens))
-            keep = min(_common_prefix(slot.cached, request.tokens), len(request.tokens) - 1)
-            llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq, keep, -1)
-            slot.cached = slot.cached[:keep]
+            slot = max(free, key=lambda s: (plans[s.seq][0], -s.used))
+            keep, moves = plans[slot.seq]
+            memory = self._ctx.memory
+            for to, start, n in moves:
+                if start != to:
+                    llama_cpp.llama_memory_seq_rm(memory, slot.seq, to, start)
+                    llama_cpp.llama_memory_seq_add(memory, slot.seq, start, start + n, to - start)
+                    self.moved_tokens += n
+            llama_cpp.llama_memory_seq_rm(memory, slot.seq, keep, -1)
+            slot.cached = request.tokens[:keep]
             slot.busy = True
+            self._taken += 1
+            slot.used = self._taken
             self.reused_tokens += keep
             request.slot, request.fed = slot.seq, keep
             self._active.append(request)
@@ -362,11 +438,14 @@ class LlamaCppGenerator(Generator):
             batch.n_tokens = i + 1
             slot.cached.append(token)
 
-        for request in self._active:  # one token each for those already generating
+        # background work pauses while a reply's prompt is read (first tokens come first)
+        reading = any(r.prefilling and not r.background for r in self._active)
+        stepping = [r for r in self._active if not (reading and r.background)]
+        for request in stepping:  # one token each for those already generating
             if not request.prefilling:
                 put(request.last, request.slot, True)
                 wants.append((request, batch.n_tokens - 1))
-        for request in self._active:  # then a chunk of each prompt still being read
+        for request in stepping:  # then a chunk of each prompt still being read
             if request.prefilling:
                 chunk = request.tokens[request.fed : request.fed + PREFILL_CHUNK]
                 for n, token in enumerate(chunk):

@@ -64,6 +64,48 @@ async def test_streams_a_reply_in_the_models_template(engine: LlamaCppGenerator)
     assert engine.reused_tokens - reused == engine.count_tokens(CHAT) - 1
 
 
+async def test_a_changed_middle_is_not_read_again(engine: LlamaCppGenerator) -> None:
+    """The note before the last message goes and a new one follows the reply: the last
+    exchange is moved back in the cache, and only the new note and message are read."""
+    note = ChatMessage(Role.SYSTEM, "Earlier, the user told you they have a cat named Tom.")
+    first = [*CHAT, ChatMessage(Role.ASSISTANT, "Oh no, I'm sorry."), note]
+    first.append(ChatMessage(Role.USER, "I was so nervous that I forgot to look in the mirror."))
+    reply = "".join(await collect(engine, first))
+    assert reply.strip()
+    later = [*first[:3], first[4], ChatMessage(Role.ASSISTANT, reply.strip())]
+    later += [ChatMessage(Role.SYSTEM, "They like tea."), ChatMessage(Role.USER, "Any advice?")]
+    reused, moved = engine.reused_tokens, engine.moved_tokens
+    answer = "".join(await collect(engine, later))
+    assert answer.strip() and "<|im_" not in answer
+    # the last exchange, less the tokens around the reply's end (its last sampled token
+    # and the end-of-turn marker were never fed)
+    exchange = engine.count_tokens(later[:5]) - engine.count_tokens(later[:3])
+    assert engine.moved_tokens - moved >= exchange - 8
+    assert engine.reused_tokens - reused >= engine.count_tokens(later[:5]) - 8
+
+
+async def test_replies_go_before_background_work(tmp_path: Path) -> None:
+    generator = LlamaCppGenerator(embedded_gguf().path, parallel=1)
+    await generator.start()
+    done: list[str] = []
+
+    async def run(name: str, background: bool) -> None:
+        await generator.generate(CHAT, GREEDY, background=background)
+        done.append(name)
+
+    try:
+        first = asyncio.create_task(run("reply 1", False))
+        await until(lambda: generator.load()[0] == 1)
+        summary = asyncio.create_task(run("summary", True))
+        await until(lambda: generator.load()[1] == 1)
+        second = asyncio.create_task(run("reply 2", False))
+        await until(lambda: generator.load()[1] == 2)
+        await asyncio.gather(first, summary, second)
+        assert done == ["reply 1", "reply 2", "summary"]  # it came before, it goes last
+    finally:
+        await generator.close()
+
+
 async def test_stops_at_the_end_of_its_turn(engine: LlamaCppGenerator) -> None:
     short = [ChatMessage(Role.USER, "Reply with just the word: yes")]
     pieces = await collect(engine, short, GenerationSettings(max_new_tokens=100, temperature=0.0))
