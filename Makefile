@@ -47,9 +47,9 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not model"
 
-# Speed and memory benchmarks (about half an hour): writes docs/benchmarks.md.
+# Speed and memory benchmarks (about 25 minutes on 2 cores): writes docs/benchmarks.md.
 bench: install
-	$(BIN)/python -m bench.speed
+	$(BIN)/python -m bench.speed --runs 3 --turns 200 --turn-runs 2
 
 lint: install
 	$(BIN)/ruff check .

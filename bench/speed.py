@@ -1,13 +1,13 @@
 """All the speed and memory benchmarks in one command; writes docs/benchmarks.md.
 
-    make bench            (or: .venv/bin/python -m bench.speed [--runs 3] [--turns 200])
+    make bench            (or: .venv/bin/python -m bench.speed --runs 3 --turns 200 --turn-runs 2)
 
 Runs bench/engines.py (engines, conversations at once, long conversations),
 bench/core_overhead.py (the pipeline against opsdroid) and bench/memory_rss.py
 (``socialbot run`` idle and under load), each in a process of its own so that one's
 memory and threads do not weigh on the next, and writes the table with the machine's
 description and the targets of issue 7 beside the figures. The raw figures go to
-docs/results/benchmarks.json. Takes about half an hour on 2 cores.
+docs/results/benchmarks.json. Takes about 25 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def report(results: dict[str, Any], runs: int, turns: int) -> str:
         "Speed and memory of socialbot on one machine, from one run of",
         "",
         "```sh",
-        f"make bench    # .venv/bin/python -m bench.speed --runs {runs} --turns {turns}",
+        f"make bench    # .venv/bin/python -m bench.speed --runs {runs} --turns {turns} "
+        f"--turn-runs {t['runs']}",
         "```",
         "",
         f"Machine: {machine()}. Run on {datetime.date.today().isoformat()}.",
