@@ -25,6 +25,12 @@ A moved run keeps what it computed when it was first read (it saw the tokens tha
 since gone), a small approximation that llama.cpp's server makes too; ``reuse_chunk=0``
 turns it off and keeps only exact prefixes.
 
+Conversations share what they have in common. Every conversation of a bot starts with
+the same persona, so a request can take its start from another slot's cache (a copy of
+that slot's part of the KV cache, ``llama_memory_seq_cp``) when that holds more of its
+prompt than any free slot does; and requests that arrive together with the same start
+read it once: the later ones wait for the first to read it, then copy it.
+
 Background work (summaries) waits: it is admitted after waiting replies, and pauses while
 a reply's prompt is being read, so it does not delay anyone's first token.
 """
@@ -55,6 +61,11 @@ log = logging.getLogger(__name__)
 PREFILL_CHUNK = 256
 """Prompt tokens read per step per request: a long prompt never stalls the others long."""
 
+SHARE_MIN = 32
+"""Copy another slot's cache only when it saves reading at least this many tokens: the copy
+moves the whole of that slot's cache buffer (a few milliseconds), reading 32 tokens takes
+longer."""
+
 
 def available() -> bool:
     """Whether llama-cpp-python is installed (the default engine needs it)."""
@@ -75,6 +86,7 @@ class _Request:
     produced: int = 0
     last: int = -1  # the sampled token still to be fed
     sampler: Any = None
+    share: tuple[_Request, int] | None = None  # waiting for that request to read this many
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
 
     @property
@@ -162,6 +174,7 @@ class LlamaCppGenerator(Generator):
         self.steps = 0
         self.reused_tokens = 0
         self.moved_tokens = 0
+        self.shared_tokens = 0
         self._taken = 0
 
     # --- loading -----------------------------------------------------------------
@@ -365,35 +378,96 @@ class LlamaCppGenerator(Generator):
             request.emit(END)
 
     def _admit(self) -> None:
-        import llama_cpp
-
         while self._waiting and len(self._active) < self.parallel:
             # replies first, in order of arrival; then background work
             request = next((r for r in self._waiting if not r.background), self._waiting[0])
             self._waiting.remove(request)
-            plans = {
-                slot.seq: plan_reuse(slot.cached, request.tokens, self.reuse_chunk)
-                for slot in self._slots
-                if not slot.busy
-            }
             free = [s for s in self._slots if not s.busy]
+            plans = {s.seq: plan_reuse(s.cached, request.tokens, self.reuse_chunk) for s in free}
             slot = max(free, key=lambda s: (plans[s.seq][0], -s.used))
             keep, moves = plans[slot.seq]
-            memory = self._ctx.memory
-            for to, start, n in moves:
-                if start != to:
-                    llama_cpp.llama_memory_seq_rm(memory, slot.seq, to, start)
-                    llama_cpp.llama_memory_seq_add(memory, slot.seq, start, start + n, to - start)
-                    self.moved_tokens += n
-            llama_cpp.llama_memory_seq_rm(memory, slot.seq, keep, -1)
-            slot.cached = request.tokens[:keep]
             slot.busy = True
             self._taken += 1
             slot.used = self._taken
-            self.reused_tokens += keep
-            request.slot, request.fed = slot.seq, keep
+            request.slot = slot.seq
+            donor = self._donor(request, keep, exclude=slot)
+            if donor is not None:
+                self._copy(donor, slot, request)
+            else:
+                self._place(slot, request, keep, moves)
+                if not request.background:
+                    request.share = self._reading_the_same(request)
             self._active.append(request)
             request.sampler = self._sampler(request)
+
+    def _donor(self, request: _Request, keep: int, exclude: _Slot) -> _Slot | None:
+        """Another slot whose cache holds at least SHARE_MIN more of the prompt."""
+        if self.parallel < 2:
+            return None
+        best, most = None, keep + SHARE_MIN - 1
+        for slot in self._slots:
+            if slot is exclude:
+                continue
+            kept = plan_reuse(slot.cached, request.tokens, self.reuse_chunk)[0]
+            if kept > most:
+                best, most = slot, kept
+        return best
+
+    def _reading_the_same(self, request: _Request) -> tuple[_Request, int] | None:
+        """A reply being read whose prompt starts like this one's, for SHARE_MIN tokens
+        more than this one keeps: this one waits for it, then copies its cache."""
+        if self.parallel < 2:
+            return None
+        best: tuple[_Request, int] | None = None
+        for other in self._active:
+            if other.background or not other.prefilling or other.share is not None:
+                continue
+            common = min(_common_prefix(other.tokens, request.tokens), len(request.tokens) - 1)
+            if common >= request.fed + SHARE_MIN and (best is None or common > best[1]):
+                best = (other, common)
+        return best
+
+    def _place(self, slot: _Slot, request: _Request, keep: int, moves: list[Move]) -> None:
+        """Make the slot's cache hold ``keep`` tokens of the prompt: move the runs into
+        place and drop the rest."""
+        import llama_cpp
+
+        memory = self._ctx.memory
+        for to, start, n in moves:
+            if start != to:
+                llama_cpp.llama_memory_seq_rm(memory, slot.seq, to, start)
+                llama_cpp.llama_memory_seq_add(memory, slot.seq, start, start + n, to - start)
+                self.moved_tokens += n
+        llama_cpp.llama_memory_seq_rm(memory, slot.seq, keep, -1)
+        slot.cached = request.tokens[:keep]
+        self.reused_tokens += keep
+        request.fed = keep
+
+    def _copy(self, donor: _Slot, slot: _Slot, request: _Request) -> None:
+        """Start the slot from a copy of the donor's cache (the buffer itself is copied
+        before the next decode), then keep what the prompt can use of it."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_cp(self._ctx.memory, donor.seq, slot.seq, -1, -1)
+        slot.cached = list(donor.cached)
+        keep, moves = plan_reuse(slot.cached, request.tokens, self.reuse_chunk)
+        self._place(slot, request, keep, moves)
+        self.shared_tokens += keep
+
+    def _resolve_shares(self) -> None:
+        """Requests waiting for another to read their common start: copy it once read."""
+        for request in self._active:
+            if request.share is None:
+                continue
+            other, common = request.share
+            source = self._slots[other.slot]
+            if other in self._active and other.fed < common:
+                continue  # still reading it
+            request.share = None
+            kept = plan_reuse(source.cached, request.tokens, self.reuse_chunk)[0]
+            if source.seq != request.slot and kept >= request.fed + SHARE_MIN:
+                self.reused_tokens -= request.fed  # counted again by the copy
+                self._copy(source, self._slots[request.slot], request)
 
     def _sampler(self, request: _Request) -> Any:
         import llama_cpp
@@ -438,9 +512,11 @@ class LlamaCppGenerator(Generator):
             batch.n_tokens = i + 1
             slot.cached.append(token)
 
-        # background work pauses while a reply's prompt is read (first tokens come first)
+        self._resolve_shares()
+        # background work pauses while a reply's prompt is read (first tokens come first);
+        # a prompt whose start another is reading waits for it
         reading = any(r.prefilling and not r.background for r in self._active)
-        stepping = [r for r in self._active if not (reading and r.background)]
+        stepping = [r for r in self._active if not (reading and r.background) and r.share is None]
         for request in stepping:  # one token each for those already generating
             if not request.prefilling:
                 put(request.last, request.slot, True)
@@ -454,6 +530,8 @@ class LlamaCppGenerator(Generator):
                 request.fed += len(chunk)
                 if not request.prefilling:
                     wants.append((request, batch.n_tokens - 1))
+        if batch.n_tokens == 0:
+            return
         status = llama_cpp.llama_decode(self._ctx.ctx, batch)
         self.steps += 1
         if status != 0:

@@ -84,6 +84,28 @@ async def test_a_changed_middle_is_not_read_again(engine: LlamaCppGenerator) -> 
     assert engine.reused_tokens - reused >= engine.count_tokens(later[:5]) - 8
 
 
+async def test_conversations_that_arrive_together_read_their_common_start_once(
+    engine: LlamaCppGenerator,
+) -> None:
+    """Four conversations with the same persona: the first reads it, the others copy its
+    cache instead, and their replies still know what only the persona says."""
+    fact = "Your favourite fruit is the mango, and you tell anyone who asks. "
+    persona = ChatMessage(Role.SYSTEM, f"You are Sam, a patient and cheerful friend. {fact}" * 2)
+    questions = [
+        "What is your favourite fruit?",
+        "Which fruit do you like best?",
+        "Tell me your favourite fruit.",
+        "Hi Sam! What fruit do you love most?",
+    ]
+    shared = engine.shared_tokens
+    replies = await asyncio.gather(
+        *(collect(engine, [persona, ChatMessage(Role.USER, q)]) for q in questions)
+    )
+    assert engine.shared_tokens - shared >= 3 * (engine.count_tokens([persona]) - 4)
+    # without the persona this model names other fruit (apples, curry): measured
+    assert sum("mango" in "".join(reply).lower() for reply in replies) >= 2
+
+
 async def test_replies_go_before_background_work(tmp_path: Path) -> None:
     generator = LlamaCppGenerator(embedded_gguf().path, parallel=1)
     await generator.start()
