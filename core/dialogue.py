@@ -10,9 +10,12 @@ which lets an engine that caches the prompt (llama.cpp) read only what is new:
 
 - what changes every turn (the emotion guidance, plugins' notes and the recalled
   memories) goes in a note just before the new message, where the template allows a
-  system message there (:attr:`Generator.late_system`); the summary, which changes only
-  when older turns are folded into it, follows the persona, before the turns it came
-  from. Where the template takes no late system message, all of it joins the persona;
+  system message there (:attr:`Generator.late_system`). The summary, which changes only
+  when older turns are folded into it, enters the conversation where it was first used
+  (just before the message its first reply answered) and stays at that place for as long
+  as it is current: a new summary is added at the end, like a new turn, instead of
+  changing the start of the prompt, which would make everything after it new to the
+  engine. Where the template takes no late system message, all of it joins the persona;
 - the window does not slide one turn at a time. It keeps starting where the last
   reply's window started for as long as that fits; when it no longer does, it moves
   on in one jump, to a start that fills :data:`REFILL` of the room, so the history is
@@ -84,16 +87,34 @@ def _assemble(
     note: list[str],
     window: Sequence[ChatMessage],
     new: ChatMessage,
+    summary_at: int | None = None,
 ) -> tuple[ChatMessage, ...]:
-    """The prompt: persona and summary, window, new message, and the note where the
-    model allows (else the note joins the persona)."""
+    """The prompt: persona, window with the summary at ``summary_at`` (default: its end),
+    the note and the new message, where the model takes system messages there; else the
+    summary and note join the persona."""
     first = [persona.strip()]
-    if summary:
-        first.append(f"Summary of the earlier conversation: {summary}")
+    said = f"Summary of the earlier conversation: {summary}" if summary else ""
     if generator.late_system:
+        middle = list(window)
+        if said:
+            at = len(middle) if summary_at is None else summary_at
+            middle.insert(at, ChatMessage(Role.SYSTEM, said))
         late = (ChatMessage(Role.SYSTEM, "\n\n".join(note)),) if note else ()
-        return (ChatMessage(Role.SYSTEM, "\n\n".join(first)), *window, *late, new)
-    return (ChatMessage(Role.SYSTEM, "\n\n".join([*first, *note])), *window, new)
+        return (ChatMessage(Role.SYSTEM, first[0]), *middle, *late, new)
+    return (
+        ChatMessage(Role.SYSTEM, "\n\n".join(filter(None, [*first, said, *note]))),
+        *window,
+        new,
+    )
+
+
+def _summary_at(window: Sequence[StoredTurn], summary_id: int | None) -> int:
+    """Where the current summary sits in the window: before the exchange whose reply
+    first used it, where it entered the prompt; at the end while no reply has used it."""
+    for i, turn in enumerate(window):
+        if turn.role is Role.ASSISTANT and summary_id is not None and turn.summary == summary_id:
+            return i - 1 if i and window[i - 1].role is Role.USER else i
+    return len(window)
 
 
 def _window_start(history: Sequence[StoredTurn], size: Callable[[int], int], room: int) -> int:
@@ -128,6 +149,7 @@ def build_context(
     group: bool = False,
     speaker_name: str = "",
     summary: str | None = None,
+    summary_id: int | None = None,
     memories: Sequence[Remembered] = (),
     memory_budget: int = 0,
     guidance: str = "",
@@ -152,6 +174,8 @@ def build_context(
     kept_summary = None
     if summary:
         extra = generator.count_text(summary) + 8
+        if generator.late_system:
+            extra += generator.per_message_overhead  # a message of its own
         if extra <= extras_limit:
             kept_summary, extras = summary, extra
     kept_memories: list[Remembered] = []
@@ -176,7 +200,8 @@ def build_context(
             chosen.pop(0)
         note = _note(kept_memories, group, guidance)
         window = [m for _, m in chosen]
-        messages = _assemble(generator, persona, kept_summary, note, window, new)
+        at = _summary_at([t for t, _ in chosen], summary_id)
+        messages = _assemble(generator, persona, kept_summary, note, window, new, at)
         tokens = generator.count_tokens(messages)
         if tokens <= budget:
             break

@@ -184,6 +184,7 @@ async def recall(turn: Turn) -> None:
         group=not message.place.is_private,
         speaker_name=message.speaker.display_name or message.speaker.user_id,
         summary=turn.summary.text if turn.summary else None,
+        summary_id=turn.summary.id if turn.summary else None,
         memory_budget=int(budget * profile.memory.budget_share),
         guidance="\n\n".join(filter(None, [turn.decision.guidance, *turn.notes])),
     )

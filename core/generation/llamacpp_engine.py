@@ -15,15 +15,18 @@ past ``queue_limit`` waiting, :class:`BusyError` is raised at once, and the pipe
 answers with a short "busy" reply instead of letting memory grow.
 
 A slot keeps its tokens in the KV cache after a reply. A new request takes the free slot
-that holds the most of its prompt and reads only the rest: the longest common prefix,
-and then, past it, any run of at least ``reuse_chunk`` tokens found further on in the
-slot's cache, which is moved into place in the KV cache (``llama_memory_seq_rm`` and
-``llama_memory_seq_add``; what llama.cpp's server calls cache reuse). So the next turn of
-a conversation reads only what is new, even when something in the middle of its prompt
-changed: the note before the last message went, or the window dropped its oldest turns.
-A moved run keeps what it computed when it was first read (it saw the tokens that have
-since gone), a small approximation that llama.cpp's server makes too; ``reuse_chunk=0``
-turns it off and keeps only exact prefixes.
+that holds the most of its prompt, if it keeps at least half of what that slot holds
+(its own conversation's last turn; anyone else would throw another conversation's cache
+away, and takes an empty or the least recently used slot instead), and reads only the
+rest: the longest common prefix, and then, past it, any run of at least ``reuse_chunk``
+tokens found further on in the slot's cache, which is moved into place in the KV cache
+(``llama_memory_seq_rm`` and ``llama_memory_seq_add``; what llama.cpp's server calls
+cache reuse). So the next turn of a conversation reads only what is new, even when
+something in the middle of its prompt changed: the note before the last message went, or
+the window dropped its oldest turns. A moved run keeps what it computed when it was
+first read (it saw the tokens that have since gone), a small approximation that
+llama.cpp's server makes too; ``reuse_chunk=0`` turns it off and keeps only exact
+prefixes.
 
 Conversations share what they have in common. Every conversation of a bot starts with
 the same persona, so a request can take its start from another slot's cache (a copy of
@@ -384,7 +387,14 @@ class LlamaCppGenerator(Generator):
             self._waiting.remove(request)
             free = [s for s in self._slots if not s.busy]
             plans = {s.seq: plan_reuse(s.cached, request.tokens, self.reuse_chunk) for s in free}
-            slot = max(free, key=lambda s: (plans[s.seq][0], -s.used))
+            # a slot is taken over only by the conversation it holds (the request keeps at
+            # least half of it); anyone else takes an empty or the least recently used slot,
+            # copying from another slot what it can use, and leaves other caches alone
+            ours = [s for s in free if plans[s.seq][0] and 2 * plans[s.seq][0] >= len(s.cached)]
+            if ours:
+                slot = max(ours, key=lambda s: (plans[s.seq][0], -s.used))
+            else:
+                slot = min(free, key=lambda s: (bool(s.cached), s.used))
             keep, moves = plans[slot.seq]
             slot.busy = True
             self._taken += 1

@@ -160,32 +160,50 @@ def test_summary_and_memories_stay_within_the_budget(
     kept = list(context.memory_ids)
     assert kept == list(range(len(kept)))
     system = "\n".join(m.content for m in context.messages if m.role is Role.SYSTEM)
-    if gen.late_system:
-        # the start stays the same: the persona, then the summary (changed only by folding)
-        first = context.messages[0].content
-        assert first.startswith("be kind")
-        assert (f"conversation: {summary}" in first) == context.summary_used
+    if gen.late_system:  # the start stays the same: the persona alone
+        assert context.messages[0].content == "be kind"
     for i in kept:
         assert f'"{memories[i]}"' in system
     assert (summary is not None and f"conversation: {summary}" in system) == context.summary_used
 
 
-def converse(gen: FakeGenerator, exchanges: int, budget: int, guidance: str = "") -> list[Context]:
+def converse(
+    gen: FakeGenerator,
+    exchanges: int,
+    budget: int,
+    guidance: str = "",
+    summaries: dict[int, str] | None = None,
+) -> list[Context]:
     """Contexts of a conversation in which the bot answers every message (each reply
-    stored with the window it saw, as the pipeline does)."""
+    stored with the window it saw and the summary it used, as the pipeline does);
+    ``summaries`` says from which exchange on which summary is current."""
     turns: list[StoredTurn] = []
     contexts = []
+    summary, summary_id = None, None
     for i in range(exchanges):
+        if summaries and i in summaries:
+            summary, summary_id = summaries[i], i
         text = f"message {i} " + "w " * (i % 5)
         context = build_context(
-            gen, persona="be kind", history=turns, incoming=text, budget=budget, guidance=guidance
+            gen,
+            persona="be kind",
+            history=turns,
+            incoming=text,
+            budget=budget,
+            guidance=guidance,
+            summary=summary,
+            summary_id=summary_id,
+            memory_budget=budget // 4,
         )
         contexts.append(context)
         n = len(turns)
         turns.append(StoredTurn(n + 1, Role.USER, "alice", "Alice", text, 0.0))
         reply = "reply " * (3 + i % 7)
+        used = summary_id if context.summary_used else None
         turns.append(
-            StoredTurn(n + 2, Role.ASSISTANT, "bot", "", reply, 0.0, context=context.turn_ids)
+            StoredTurn(
+                n + 2, Role.ASSISTANT, "bot", "", reply, 0.0, context=context.turn_ids, summary=used
+            )
         )
     return contexts
 
@@ -210,16 +228,29 @@ def test_the_window_keeps_its_start_and_jumps_forward_in_chunks(gen: FakeGenerat
 
 
 def test_with_a_late_note_each_prompt_starts_with_the_one_before() -> None:
-    """What changes every turn comes last, so an engine's cached prompt stays valid."""
-    contexts = converse(LATE, 60, budget=200, guidance="Be gentle.")
+    """What changes every turn comes last, so an engine's cached prompt stays valid; a
+    new summary joins at the end too, and stays where it joined."""
+    summaries = {10: "They said hello.", 25: "They said hello and more.", 40: "Much more."}
+    contexts = converse(LATE, 60, budget=200, guidance="Be gentle.", summaries=summaries)
     same_start = 0
-    for before, after in itertools.pairwise(contexts):
+    for i, (before, after) in enumerate(itertools.pairwise(contexts), 1):
         if before.turn_ids[:1] != after.turn_ids[:1] or not before.turn_ids:
             continue
         same_start += 1
         window = before.messages[:-2]  # all but the note and the new message
+        if i in summaries:  # the old summary leaves (a cut, no new text); the new one is last
+            assert after.messages[-3].content.endswith(summaries[i])
+            window = tuple(m for m in window if not m.content.startswith("Summary of"))
         assert after.messages[: len(window)] == window
     assert same_start >= 30
+    used = [c for c in contexts if c.summary_used]
+    assert len(used) >= 40
+    for context in used:
+        assert context.messages[0].content == "be kind"
+        assert sum("Summary of the earlier" in m.content for m in context.messages) == 1
+    assert (
+        contexts[10].messages[-3].content == "Summary of the earlier conversation: They said hello."
+    )
     last = contexts[-1].messages
     assert last[0].content == "be kind"
     assert last[-2].role is Role.SYSTEM and last[-2].content == "Be gentle."

@@ -106,6 +106,25 @@ async def test_conversations_that_arrive_together_read_their_common_start_once(
     assert sum("mango" in "".join(reply).lower() for reply in replies) >= 2
 
 
+async def test_a_prompt_quoting_a_conversation_leaves_its_cache_alone(
+    engine: LlamaCppGenerator,
+) -> None:
+    """A summary's prompt quotes the conversation (long runs of the same tokens): it
+    takes another slot, so the conversation's next turn still reads only what is new."""
+    told = "I failed my driving test today because I forgot to check the mirror twice."
+    chat = [*CHAT[:1], ChatMessage(Role.USER, told)]
+    reply = "".join(await collect(engine, chat)).strip()
+    summary = [
+        ChatMessage(Role.SYSTEM, "Summarise the conversation in one sentence."),
+        ChatMessage(Role.USER, f"user: {told}"),
+    ]
+    await collect(engine, summary)
+    later = [*chat, ChatMessage(Role.ASSISTANT, reply), ChatMessage(Role.USER, "Any advice?")]
+    reused = engine.reused_tokens
+    await collect(engine, later)
+    assert engine.reused_tokens - reused >= engine.count_tokens(chat) - 4
+
+
 async def test_replies_go_before_background_work(tmp_path: Path) -> None:
     generator = LlamaCppGenerator(embedded_gguf().path, parallel=1)
     await generator.start()
