@@ -108,11 +108,17 @@ def _assemble(
     )
 
 
-def _summary_at(window: Sequence[StoredTurn], summary_id: int | None) -> int:
+def _summary_at(window: Sequence[StoredTurn], summary_version: int | None) -> int:
     """Where the current summary sits in the window: before the exchange whose reply
-    first used it, where it entered the prompt; at the end while no reply has used it."""
+    first used it, where it entered the prompt; at the end while no reply has used it.
+    A reply notes the version it used (:attr:`StoredTurn.summary`: the last turn the
+    summary covered), so a new version of the same rolling summary joins at the end."""
     for i, turn in enumerate(window):
-        if turn.role is Role.ASSISTANT and summary_id is not None and turn.summary == summary_id:
+        if (
+            turn.role is Role.ASSISTANT
+            and summary_version is not None
+            and turn.summary == summary_version
+        ):
             return i - 1 if i and window[i - 1].role is Role.USER else i
     return len(window)
 
@@ -149,7 +155,7 @@ def build_context(
     group: bool = False,
     speaker_name: str = "",
     summary: str | None = None,
-    summary_id: int | None = None,
+    summary_version: int | None = None,
     memories: Sequence[Remembered] = (),
     memory_budget: int = 0,
     guidance: str = "",
@@ -200,7 +206,7 @@ def build_context(
             chosen.pop(0)
         note = _note(kept_memories, group, guidance)
         window = [m for _, m in chosen]
-        at = _summary_at([t for t, _ in chosen], summary_id)
+        at = _summary_at([t for t, _ in chosen], summary_version)
         messages = _assemble(generator, persona, kept_summary, note, window, new, at)
         tokens = generator.count_tokens(messages)
         if tokens <= budget:

@@ -184,7 +184,7 @@ async def recall(turn: Turn) -> None:
         group=not message.place.is_private,
         speaker_name=message.speaker.display_name or message.speaker.user_id,
         summary=turn.summary.text if turn.summary else None,
-        summary_id=turn.summary.id if turn.summary else None,
+        summary_version=turn.summary.through_turn if turn.summary else None,
         memory_budget=int(budget * profile.memory.budget_share),
         guidance="\n\n".join(filter(None, [turn.decision.guidance, *turn.notes])),
     )
@@ -287,7 +287,7 @@ async def remember(turn: Turn) -> None:
         None if turn.failed else turn.reply,
         context=context.turn_ids,
         recalled=context.memory_ids,
-        summary=turn.summary.id if turn.summary and context.summary_used else None,
+        summary=turn.summary.through_turn if turn.summary and context.summary_used else None,
     )
     user_turn = turn.stored[0]
     if bot.memory is not None and turn.vector is not None:

@@ -47,7 +47,7 @@ MIGRATIONS: tuple[str, ...] = (
         answers       INTEGER REFERENCES turns (id) ON DELETE CASCADE,
         context       TEXT,              -- JSON: ids of the turns in the reply's window
         recalled      TEXT,              -- JSON: ids of the memories placed in the prompt
-        summary       INTEGER,           -- the summary placed in the prompt
+        summary       INTEGER,           -- the summary in the prompt: its through_turn
         created_at    REAL    NOT NULL
     );
     CREATE INDEX turns_by_conversation ON turns (bot, platform, workspace, channel, thread, id);
@@ -186,6 +186,7 @@ class StoredTurn:
     context: tuple[int, ...] = ()
     recalled: tuple[int, ...] = ()
     summary: int | None = None
+    """For a reply: the version of the summary in its prompt (the last turn it covered)."""
     answers: int | None = None
     """For a reply: the user turn it answered."""
 

@@ -179,10 +179,10 @@ def converse(
     ``summaries`` says from which exchange on which summary is current."""
     turns: list[StoredTurn] = []
     contexts = []
-    summary, summary_id = None, None
+    summary, summary_version = None, None
     for i in range(exchanges):
         if summaries and i in summaries:
-            summary, summary_id = summaries[i], i
+            summary, summary_version = summaries[i], i
         text = f"message {i} " + "w " * (i % 5)
         context = build_context(
             gen,
@@ -192,14 +192,14 @@ def converse(
             budget=budget,
             guidance=guidance,
             summary=summary,
-            summary_id=summary_id,
+            summary_version=summary_version,
             memory_budget=budget // 4,
         )
         contexts.append(context)
         n = len(turns)
         turns.append(StoredTurn(n + 1, Role.USER, "alice", "Alice", text, 0.0))
         reply = "reply " * (3 + i % 7)
-        used = summary_id if context.summary_used else None
+        used = summary_version if context.summary_used else None
         turns.append(
             StoredTurn(
                 n + 2, Role.ASSISTANT, "bot", "", reply, 0.0, context=context.turn_ids, summary=used
