@@ -92,7 +92,7 @@ def _assemble(
     """The prompt: persona, window with the summary at ``summary_at`` (default: its end),
     the note and the new message, where the model takes system messages there; else the
     summary and note join the persona."""
-    first = [persona.strip()]
+    persona = persona.strip()
     said = f"Summary of the earlier conversation: {summary}" if summary else ""
     if generator.late_system:
         middle = list(window)
@@ -100,9 +100,9 @@ def _assemble(
             at = len(middle) if summary_at is None else summary_at
             middle.insert(at, ChatMessage(Role.SYSTEM, said))
         late = (ChatMessage(Role.SYSTEM, "\n\n".join(note)),) if note else ()
-        return (ChatMessage(Role.SYSTEM, first[0]), *middle, *late, new)
+        return (ChatMessage(Role.SYSTEM, persona), *middle, *late, new)
     return (
-        ChatMessage(Role.SYSTEM, "\n\n".join(filter(None, [*first, said, *note]))),
+        ChatMessage(Role.SYSTEM, "\n\n".join(filter(None, [persona, said, *note]))),
         *window,
         new,
     )
@@ -113,13 +113,10 @@ def _summary_at(window: Sequence[StoredTurn], summary_version: int | None) -> in
     first used it, where it entered the prompt; at the end while no reply has used it.
     A reply notes the version it used (:attr:`StoredTurn.summary`: the last turn the
     summary covered), so a new version of the same rolling summary joins at the end."""
-    for i, turn in enumerate(window):
-        if (
-            turn.role is Role.ASSISTANT
-            and summary_version is not None
-            and turn.summary == summary_version
-        ):
-            return i - 1 if i and window[i - 1].role is Role.USER else i
+    if summary_version is not None:
+        for i, turn in enumerate(window):
+            if turn.role is Role.ASSISTANT and turn.summary == summary_version:
+                return i - 1 if i and window[i - 1].role is Role.USER else i
     return len(window)
 
 

@@ -47,7 +47,7 @@ MIGRATIONS: tuple[str, ...] = (
         answers       INTEGER REFERENCES turns (id) ON DELETE CASCADE,
         context       TEXT,              -- JSON: ids of the turns in the reply's window
         recalled      TEXT,              -- JSON: ids of the memories placed in the prompt
-        summary       INTEGER,           -- the summary in the prompt: its through_turn
+        summary       INTEGER,           -- the summary placed in the prompt
         created_at    REAL    NOT NULL
     );
     CREATE INDEX turns_by_conversation ON turns (bot, platform, workspace, channel, thread, id);

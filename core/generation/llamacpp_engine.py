@@ -386,7 +386,9 @@ class LlamaCppGenerator(Generator):
             request = next((r for r in self._waiting if not r.background), self._waiting[0])
             self._waiting.remove(request)
             free = [s for s in self._slots if not s.busy]
-            plans = {s.seq: plan_reuse(s.cached, request.tokens, self.reuse_chunk) for s in free}
+            plans = {
+                s.seq: plan_reuse(s.cached, request.tokens, self.reuse_chunk) for s in self._slots
+            }
             # a slot is taken over only by the conversation it holds (the request keeps at
             # least half of it); anyone else takes an empty or the least recently used slot,
             # copying from another slot what it can use, and leaves other caches alone
@@ -400,7 +402,7 @@ class LlamaCppGenerator(Generator):
             self._taken += 1
             slot.used = self._taken
             request.slot = slot.seq
-            donor = self._donor(request, keep, exclude=slot)
+            donor = self._donor(plans, keep, exclude=slot)
             if donor is not None:
                 self._copy(donor, slot, request)
             else:
@@ -410,17 +412,15 @@ class LlamaCppGenerator(Generator):
             self._active.append(request)
             request.sampler = self._sampler(request)
 
-    def _donor(self, request: _Request, keep: int, exclude: _Slot) -> _Slot | None:
-        """Another slot whose cache holds at least SHARE_MIN more of the prompt."""
-        if self.parallel < 2:
-            return None
+    def _donor(
+        self, plans: dict[int, tuple[int, list[Move]]], keep: int, exclude: _Slot
+    ) -> _Slot | None:
+        """Another slot whose cache holds at least SHARE_MIN more of the prompt (``plans``:
+        what each slot's cache could give it)."""
         best, most = None, keep + SHARE_MIN - 1
         for slot in self._slots:
-            if slot is exclude:
-                continue
-            kept = plan_reuse(slot.cached, request.tokens, self.reuse_chunk)[0]
-            if kept > most:
-                best, most = slot, kept
+            if slot is not exclude and plans[slot.seq][0] > most:
+                best, most = slot, plans[slot.seq][0]
         return best
 
     def _reading_the_same(self, request: _Request) -> tuple[_Request, int] | None:
