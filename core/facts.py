@@ -119,12 +119,11 @@ class Profiles:
     async def about(self, scope: Scope, user_key: str) -> list[StoredFact]:
         """What ``user_key`` stated about themself, as far as ``scope`` may see."""
         where, params = scope.where()
-        async with self.store.db.execute(
+        rows = await self.store.rows(
             f"SELECT id, key, value, private, created_at FROM facts WHERE {where}"
             " AND user_key = ? ORDER BY id",
             (*params, user_key),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         open_ = self.store.privacy.cipher.open
         return [StoredFact(r[0], r[1], open_(r[2]), bool(r[3]), r[4]) for r in rows]
 

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,26 +139,51 @@ class Recollection:
     turn_id: int | None
 
 
-@dataclass
 class _Index:
-    ids: npt.NDArray[np.int64]
-    vectors: Vectors
-    created: npt.NDArray[np.float64]
-    turns: npt.NDArray[np.int64]
-    pending: list[tuple[int, Vectors, float, int]] = field(default_factory=list)
+    """One scope's memories as arrays, with room to grow: adding one is amortised O(1)."""
 
-    def settle(self) -> None:
-        if not self.pending:
-            return
-        ids, vectors, created, turns = zip(*self.pending, strict=True)
-        self.ids = np.concatenate([self.ids, np.array(ids, dtype=np.int64)])
-        self.vectors = np.vstack([self.vectors, *vectors])
-        self.created = np.concatenate([self.created, np.array(created, dtype=np.float64)])
-        self.turns = np.concatenate([self.turns, np.array(turns, dtype=np.int64)])
-        self.pending.clear()
+    def __init__(
+        self,
+        ids: npt.NDArray[np.int64],
+        vectors: Vectors,
+        created: npt.NDArray[np.float64],
+        turns: npt.NDArray[np.int64],
+    ) -> None:
+        self._ids, self._vectors, self._created, self._turns = ids, vectors, created, turns
+        self.size = len(ids)
+
+    @property
+    def ids(self) -> npt.NDArray[np.int64]:
+        return self._ids[: self.size]
+
+    @property
+    def vectors(self) -> Vectors:
+        return self._vectors[: self.size]
+
+    @property
+    def created(self) -> npt.NDArray[np.float64]:
+        return self._created[: self.size]
+
+    @property
+    def turns(self) -> npt.NDArray[np.int64]:
+        return self._turns[: self.size]
+
+    def append(self, memory_id: int, vector: Vectors, created: float, turn_id: int) -> None:
+        if self.size == len(self._ids):
+            room = max(16, 2 * self.size)
+            self._ids = np.resize(self._ids, room)
+            self._created = np.resize(self._created, room)
+            self._turns = np.resize(self._turns, room)
+            vectors = np.zeros((room, self._vectors.shape[1]), dtype=np.float32)
+            vectors[: self.size] = self._vectors[: self.size]
+            self._vectors = vectors
+        n = self.size
+        self._ids[n], self._created[n], self._turns[n] = memory_id, created, turn_id
+        self._vectors[n] = vector
+        self.size += 1
 
     def __len__(self) -> int:
-        return len(self.ids) + len(self.pending)
+        return self.size
 
 
 class LongTermMemory:
@@ -169,6 +194,7 @@ class LongTermMemory:
         self.embedder = embedder
         self.max_cached = max_cached
         self._indexes: OrderedDict[Scope, _Index] = OrderedDict()
+        store.on_rollback.append(self.invalidate)  # add() indexes rows before they commit
 
     async def add(
         self,
@@ -194,11 +220,11 @@ class LongTermMemory:
         memory_id = cursor.lastrowid
         assert memory_id is not None
         platform, workspace, channel, _thread, private, user_key = where
-        for scope, index in self._indexes.items():
-            if scope.admits(
-                str(platform), str(workspace), str(channel), bool(private), str(user_key)
-            ):
-                index.pending.append((memory_id, row, created, turn_id or 0))
+        for scope in Scope.readers(
+            str(platform), str(workspace), str(channel), bool(private), str(user_key)
+        ):
+            if (index := self._indexes.get(scope)) is not None:
+                index.append(memory_id, row[0], created, turn_id or 0)
         return memory_id
 
     async def add_many(
@@ -238,16 +264,16 @@ class LongTermMemory:
         self._indexes.clear()
 
     async def _index(self, scope: Scope) -> _Index:
+        scope = scope.canonical()  # the key add() finds it by
         index = self._indexes.get(scope)
         if index is not None:
             self._indexes.move_to_end(scope)
             return index
         where, params = scope.where()
-        async with self.store.db.execute(
+        rows = await self.store.rows(
             f"SELECT id, embedding, created_at, COALESCE(turn_id, 0) FROM memories WHERE {where}",
             params,
-        ) as cursor:
-            rows = list(await cursor.fetchall())
+        )
         dim = self.embedder.dimensions
         index = _Index(
             ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
@@ -282,7 +308,6 @@ class LongTermMemory:
     ) -> list[Recollection]:
         """The ``k`` best memories in ``scope``: similarity, nudged towards recent ones."""
         index = await self._index(scope)
-        index.settle()
         if not len(index.ids) or k <= 0:
             return []
         similarity = index.vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
@@ -308,12 +333,12 @@ class LongTermMemory:
         where, params = scope.where()
         ids = [r[0] for r in ranked]
         marks = ",".join("?" * len(ids))
-        async with self.store.db.execute(
+        found = await self.store.rows(
             f"SELECT id, kind, text, created_at, private, turn_id FROM memories"
             f" WHERE id IN ({marks}) AND {where}",
             (*ids, *params),
-        ) as cursor:
-            rows = {r[0]: r for r in await cursor.fetchall()}
+        )
+        rows = {r[0]: r for r in found}
         open_ = self.store.privacy.cipher.open
         return [
             Recollection(

@@ -164,7 +164,7 @@ async def recall(turn: Turn) -> None:
     bot, message, scope = turn.bot, turn.message, turn.scope
     assert scope is not None
     profile = bot.profile
-    history = await bot.store.recent_turns(
+    history = await bot.store.window_turns(
         profile.name, message.place, scope, limit=profile.context.max_turns
     )
     if profile.memory.summarize:
@@ -281,22 +281,24 @@ async def remember(turn: Turn) -> None:
     if not turn.keep:
         return
     message = replace(turn.message, text=turn.text)
-    turn.stored = await bot.store.record_exchange(
-        bot.profile.name,
-        message,
-        None if turn.failed else turn.reply,
-        context=context.turn_ids,
-        recalled=context.memory_ids,
-        summary=turn.summary.through_turn if turn.summary and context.summary_used else None,
-    )
-    user_turn = turn.stored[0]
-    if bot.memory is not None and turn.vector is not None:
-        await bot.memory.add(message, turn.text, turn.vector, turn_id=user_turn)
-    if turn.emotion is not None:
-        await bot.emotion_history.add(message, turn.emotion, user_turn)
-    await bot.profiles.add(
-        message, facts.extract(bot.store.privacy.for_storage(turn.text)), user_turn
-    )
+    async with bot.store.transaction():  # one writer: all of it is kept, or none
+        stored = await bot.store.record_exchange(
+            bot.profile.name,
+            message,
+            None if turn.failed else turn.reply,
+            context=context.turn_ids,
+            recalled=context.memory_ids,
+            summary=turn.summary.through_turn if turn.summary and context.summary_used else None,
+        )
+        user_turn = stored[0]
+        if bot.memory is not None and turn.vector is not None:
+            await bot.memory.add(message, turn.text, turn.vector, turn_id=user_turn)
+        if turn.emotion is not None:
+            await bot.emotion_history.add(message, turn.emotion, user_turn)
+        await bot.profiles.add(
+            message, facts.extract(bot.store.privacy.for_storage(turn.text)), user_turn
+        )
+    turn.stored = stored
     if bot.profile.memory.summarize and context.turn_ids:
         bot.fold_later(message, turn.scope, window_start=context.turn_ids[0])
 

@@ -365,10 +365,10 @@ class PluginHost:
             )
 
     async def _overrides(self) -> dict[str, bool]:
-        async with self.bot.store.db.execute(
+        rows = await self.bot.store.rows(
             "SELECT plugin, enabled FROM plugin_state WHERE bot = ?", (self.bot.profile.name,)
-        ) as cursor:
-            return {row[0]: bool(row[1]) for row in await cursor.fetchall()}
+        )
+        return {row[0]: bool(row[1]) for row in rows}
 
 
 def _seconds_until(job: Job) -> float:

@@ -69,12 +69,11 @@ class PluginStorage:
     # --- within a turn's scope -------------------------------------------------------------
     async def get(self, key: str, default: Any = None) -> Any:
         where, params = self._where()
-        async with self.store.db.execute(
+        row = await self.store.row(
             f"SELECT {_COLUMNS} FROM plugin_data WHERE {where} AND key = ?"
             " ORDER BY updated_at DESC LIMIT 1",
             (*params, key),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return self._entry(row).value if row else default
 
     async def items(self, prefix: str = "", *, everyone: bool = False) -> list[Entry]:
@@ -92,12 +91,12 @@ class PluginStorage:
                     *scope_params,
                 ),
             )
-        async with self.store.db.execute(
+        rows = await self.store.rows(
             f"SELECT {_COLUMNS} FROM plugin_data WHERE {where} AND key LIKE ? ESCAPE '\\'"
             " ORDER BY id",
             (*params, _like_prefix(prefix)),
-        ) as cursor:
-            return [self._entry(row) for row in await cursor.fetchall()]
+        )
+        return [self._entry(row) for row in rows]
 
     async def set(self, key: str, value: Any, *, due_at: float | None = None) -> None:
         """Keep ``value`` (JSON-serialisable) under ``key``, for this place and person."""
@@ -141,19 +140,18 @@ class PluginStorage:
     # --- system level (jobs) -------------------------------------------------------------
     async def due(self, now: float | None = None) -> list[Entry]:
         """Every entry of this plugin whose ``due_at`` has come, oldest first."""
-        async with self.store.db.execute(
+        rows = await self.store.rows(
             f"SELECT {_COLUMNS} FROM plugin_data WHERE plugin = ? AND due_at IS NOT NULL"
             " AND due_at <= ? ORDER BY due_at",
             (self.plugin, time.time() if now is None else now),
-        ) as cursor:
-            return [self._entry(row) for row in await cursor.fetchall()]
+        )
+        return [self._entry(row) for row in rows]
 
     async def next_due(self) -> float | None:
-        async with self.store.db.execute(
+        row = await self.store.row(
             "SELECT MIN(due_at) FROM plugin_data WHERE plugin = ? AND due_at IS NOT NULL",
             (self.plugin,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return float(row[0]) if row and row[0] is not None else None
 
     async def remove(self, entry_id: int) -> None:

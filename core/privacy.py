@@ -16,6 +16,7 @@ and a DM's channel id is hashed the same way (on Telegram it *is* the user id).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -36,8 +37,13 @@ class Pseudonymizer:
         if len(key) < 16:
             raise ConfigError("invalid setting SOCIALBOT_PSEUDONYM_KEY: use at least 16 bytes")
         self._key = key
+        # every turn asks for its speaker's and its place's hash, often more than once
+        self._hash = functools.lru_cache(maxsize=65536)(self._digest)
 
     def __call__(self, platform: str, native_id: str) -> str:
+        return self._hash(platform, native_id)
+
+    def _digest(self, platform: str, native_id: str) -> str:
         digest = hmac.new(self._key, f"{platform}\x1f{native_id}".encode(), hashlib.sha256)
         return digest.hexdigest()[:32]
 
@@ -168,12 +174,30 @@ class Scope:
     def admits(
         self, platform: str, workspace: str, channel: str, private: bool, user_key: str
     ) -> bool:
-        """The same rule as :meth:`where`, for a row already in memory (index upkeep)."""
+        """The same rule as :meth:`where`, for a row already in memory."""
         if platform != self.platform:
             return False
         if self.private:
             return user_key == self.user_key
         return not private and workspace == self.workspace and channel == self.channel
+
+    def canonical(self) -> Scope:
+        """The same scope with the fields its rule ignores left empty (equal rules, equal
+        scopes: a key for per-scope caches)."""
+        if self.private:
+            return Scope(self.platform, True, user_key=self.user_key)
+        return Scope(self.platform, False, workspace=self.workspace, channel=self.channel)
+
+    @staticmethod
+    def readers(
+        platform: str, workspace: str, channel: str, private: bool, user_key: str
+    ) -> tuple[Scope, ...]:
+        """Every canonical scope that admits such a row: its speaker's DMs, and for a
+        group message its channel (index upkeep without asking every scope)."""
+        own = Scope(platform, True, user_key=user_key)
+        if private:
+            return (own,)
+        return own, Scope(platform, False, workspace=workspace, channel=channel)
 
 
 @dataclass(frozen=True, slots=True)

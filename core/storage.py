@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,8 +204,11 @@ class Store:
         self.path = path
         self.privacy = privacy
         self._writing = asyncio.Lock()
+        self._writer: asyncio.Task[object] | None = None  # the task inside transaction()
         self._batch: asyncio.Future[None] | None = None
         self._committer: asyncio.Task[None] | None = None  # held so it is not collected
+        self.on_rollback: list[Callable[[], None]] = []
+        """Called when written rows are rolled back (caches of them must forget them)."""
 
     @classmethod
     async def open(cls, path: Path, privacy: Privacy, *, synchronous: str = "FULL") -> Store:
@@ -240,7 +244,15 @@ class Store:
         writer's changes), and one COMMIT (one disk sync) then makes them all durable
         at once. Under load this turns a sync per write into a sync per batch; alone,
         a write is committed as before, straight after it.
+
+        Nested in the same task, a transaction is part of the enclosing one: everything
+        a turn stores (its message, reply, memory, emotion and facts) is one writer,
+        kept or rolled back as a whole.
         """
+        task = asyncio.current_task()
+        if task is not None and task is self._writer:
+            yield self.db
+            return
         async with self._writing:
             if self._batch is None:
                 await self.db.execute("BEGIN IMMEDIATE")
@@ -248,14 +260,27 @@ class Store:
                 self._committer = asyncio.create_task(self._commit_batch())
             batch = self._batch
             await self.db.execute("SAVEPOINT writer")
+            self._writer = task
             try:
                 yield self.db
             except BaseException:
                 await self.db.execute("ROLLBACK TO writer")
                 await self.db.execute("RELEASE writer")
+                self._rolled_back()
                 raise
+            finally:
+                self._writer = None
             await self.db.execute("RELEASE writer")
         await asyncio.shield(batch)
+
+    async def rows(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """Every row a query gives, in one trip to the database's thread."""
+        return list(await self.db.execute_fetchall(sql, params))
+
+    async def row(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Row | None:
+        """The first row of a query that gives at most a few (add ``LIMIT 1`` otherwise)."""
+        rows = await self.rows(sql, params)
+        return rows[0] if rows else None
 
     async def _commit_batch(self) -> None:
         """Commit the open batch once the writers queued behind the lock have joined it."""
@@ -273,11 +298,16 @@ class Store:
         except BaseException as error:
             with contextlib.suppress(sqlite3.Error):
                 await self.db.execute("ROLLBACK")
+            self._rolled_back()
             batch.set_exception(error)
             if not isinstance(error, Exception):
                 raise
         else:
             batch.set_result(None)
+
+    def _rolled_back(self) -> None:
+        for forget in self.on_rollback:
+            forget()
 
     async def flush(self) -> None:
         """Commit the batch being written, if any, now."""
@@ -293,8 +323,7 @@ class Store:
             await self.db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def schema_version(self) -> int:
-        async with self.db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
+        row = await self.row("PRAGMA user_version")
         return int(row[0]) if row else 0
 
     async def _migrate(self) -> None:
@@ -390,6 +419,23 @@ class Store:
         rows = await self._turns(bot, place, scope, "", (), "DESC", limit)
         return list(reversed(rows))
 
+    async def window_turns(
+        self, bot: str, place: Place, scope: Scope, *, limit: int
+    ) -> list[StoredTurn]:
+        """What the next reply's window can draw on, oldest first: the turns since the
+        start of the last reply's window (the window only ever moves forward), or the
+        last ``limit`` turns while no reply has one. A long conversation reads a window's
+        worth of rows per turn, not ``limit``."""
+        where, key = self.conversation_where(bot, place)
+        in_scope, allowed = scope.where()
+        anchor = (
+            " AND id >= COALESCE((SELECT json_extract(context, '$[0]') FROM turns"
+            f" WHERE {where} AND {in_scope} AND role = 'assistant'"
+            " AND json_array_length(context) > 0 ORDER BY id DESC LIMIT 1), 0)"
+        )
+        rows = await self._turns(bot, place, scope, anchor, (*key, *allowed), "DESC", limit)
+        return list(reversed(rows))
+
     async def turns_between(
         self, bot: str, place: Place, scope: Scope, *, after: int, before: int, limit: int
     ) -> list[StoredTurn]:
@@ -410,13 +456,13 @@ class Store:
     ) -> list[StoredTurn]:
         where, key = self.conversation_where(bot, place)
         in_scope, allowed = scope.where()
-        async with self.db.execute(
+        rows = await self.rows(
             f"SELECT {_COLUMNS} FROM turns WHERE {where} AND {in_scope} AND role != 'reset'"
             f" AND id > (SELECT COALESCE(MAX(id), 0) FROM turns WHERE {where} AND role = 'reset')"
             f"{extra} ORDER BY id {order} LIMIT ?",
             (*key, *allowed, *key, *extra_params, limit),
-        ) as cursor:
-            return [self._turn(row) for row in await cursor.fetchall()]
+        )
+        return [self._turn(row) for row in rows]
 
     async def reset(self, bot: str, message: Message) -> int:
         """Start the conversation afresh: earlier turns stay stored but leave the context."""
@@ -433,11 +479,10 @@ class Store:
 
     async def turn(self, turn_id: int, scope: Scope) -> StoredTurn | None:
         in_scope, allowed = scope.where()
-        async with self.db.execute(
+        row = await self.row(
             f"SELECT {_COLUMNS} FROM turns WHERE id = ? AND role != 'reset' AND {in_scope}",
             (turn_id, *allowed),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return self._turn(row) if row else None
 
     async def last_answer(
@@ -446,12 +491,11 @@ class Store:
         """The bot's latest reply to ``user_key`` in ``place``."""
         where, key = self.conversation_where(bot, place)
         in_scope, allowed = scope.where()
-        async with self.db.execute(
+        row = await self.row(
             f"SELECT {_COLUMNS} FROM turns WHERE {where} AND {in_scope} AND role = 'assistant'"
             " AND user_key = ? ORDER BY id DESC LIMIT 1",
             (*key, *allowed, user_key),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return self._turn(row) if row else None
 
     def _turn(self, row: sqlite3.Row) -> StoredTurn:
@@ -459,16 +503,26 @@ class Store:
         open_ = self.privacy.cipher.open
         return StoredTurn(
             id=turn_id,
-            role=Role(role),
+            role=_ROLES[role],
             user_key=user_key,
             display_name=open_(name),
             text=open_(text),
             created_at=created,
-            context=tuple(json.loads(context)) if context else (),
-            recalled=tuple(json.loads(recalled)) if recalled else (),
+            context=_ids(context) if context else (),
+            recalled=_ids(recalled) if recalled else (),
             summary=summary,
             answers=answers,
         )
+
+
+_ROLES = {role.value: role for role in Role}
+
+
+@functools.lru_cache(maxsize=8192)
+def _ids(text: str) -> tuple[int, ...]:
+    """A JSON list of turn or memory ids. Every turn reads the same recent rows again,
+    so their lists repeat: cached, they are parsed once, not once per turn."""
+    return tuple(json.loads(text))
 
 
 _PLACE_COLUMNS = "bot, platform, workspace, channel, thread, private, user_key"

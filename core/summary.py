@@ -40,11 +40,10 @@ class Summaries:
     async def current(self, bot: str, message: Message, scope: Scope) -> Summary | None:
         where, key = self.store.conversation_where(bot, message.place)
         in_scope, allowed = scope.where()
-        async with self.store.db.execute(
+        row = await self.store.row(
             f"SELECT id, text, through_turn FROM summaries WHERE {where} AND {in_scope}",
             (*key, *allowed),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is None:
             return None
         return Summary(row[0], self.store.privacy.cipher.open(row[1]), row[2])

@@ -35,8 +35,7 @@ async def export(store: Store, platform: str, user_key: str) -> dict[str, Any]:
     open_ = store.privacy.cipher.open
 
     async def rows(sql: str) -> list[Any]:
-        async with store.db.execute(sql.format(where=where), params) as cursor:
-            return list(await cursor.fetchall())
+        return await store.rows(sql.format(where=where), params)
 
     place = "platform, workspace, channel, thread, private"
 
@@ -125,10 +124,7 @@ async def counts(store: Store, platform: str, user_key: str) -> dict[str, int]:
     result: dict[str, int] = {}
     for table in ("turns", "memories", "facts", "summaries", "emotions", "plugin_data"):
         extra = " AND role != 'reset'" if table == "turns" else ""
-        async with store.db.execute(
-            f"SELECT COUNT(*) FROM {table} WHERE {where}{extra}", params
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await store.row(f"SELECT COUNT(*) FROM {table} WHERE {where}{extra}", params)
         result[table] = int(row[0]) if row else 0
     return result
 
@@ -170,10 +166,10 @@ async def forget(
 
 
 async def is_opted_out(store: Store, platform: str, user_key: str) -> bool:
-    async with store.db.execute(
+    row = await store.row(
         "SELECT 1 FROM optouts WHERE platform = ? AND user_key = ?", (platform, user_key)
-    ) as cursor:
-        return await cursor.fetchone() is not None
+    )
+    return row is not None
 
 
 async def set_opted_out(store: Store, platform: str, user_key: str, out: bool) -> None:
@@ -198,11 +194,11 @@ CONSENT_PURPOSES = ("training",)
 
 async def consents(store: Store, platform: str, user_key: str) -> list[str]:
     """What this person agreed to (an empty list: nothing beyond being answered)."""
-    async with store.db.execute(
+    rows = await store.rows(
         "SELECT purpose FROM consents WHERE platform = ? AND user_key = ? ORDER BY purpose",
         (platform, user_key),
-    ) as cursor:
-        return [str(row[0]) for row in await cursor.fetchall()]
+    )
+    return [str(row[0]) for row in rows]
 
 
 async def set_consent(

@@ -67,8 +67,7 @@ ORDER BY t.platform, t.workspace, t.channel, t.thread, t.id
 
 
 async def _rows(store: Store, bot: str) -> list[Any]:
-    async with store.db.execute(_QUERY, (bot,)) as cursor:
-        return list(await cursor.fetchall())
+    return await store.rows(_QUERY, (bot,))
 
 
 def _sessions(rows: list[Any], gap_s: float) -> Iterator[tuple[tuple[Any, ...], list[Any]]]:

@@ -75,12 +75,11 @@ class EmotionHistory:
     async def trajectory(self, scope: Scope, user_key: str, *, limit: int = 6) -> Trajectory:
         """``user_key``'s latest readings, as far as ``scope`` may see."""
         where, params = scope.where()
-        async with self.store.db.execute(
+        rows = await self.store.rows(
             f"SELECT id, turn_id, ekman, labels, valence, arousal, created_at FROM emotions"
             f" WHERE {where} AND user_key = ? ORDER BY id DESC LIMIT ?",
             (*params, user_key, limit),
-        ) as cursor:
-            rows = list(await cursor.fetchall())
+        )
         return Trajectory(
             tuple(
                 StoredReading(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6])
@@ -90,12 +89,11 @@ class EmotionHistory:
 
     async def for_turn(self, scope: Scope, turn_id: int) -> StoredReading | None:
         where, params = scope.where()
-        async with self.store.db.execute(
+        row = await self.store.row(
             f"SELECT id, turn_id, ekman, labels, valence, arousal, created_at FROM emotions"
             f" WHERE {where} AND turn_id = ?",
             (*params, turn_id),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is None:
             return None
         return StoredReading(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])

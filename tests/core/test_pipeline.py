@@ -289,3 +289,40 @@ async def test_conversations_run_concurrently(settings: Settings, profile: BotPr
         await asyncio.gather(*(say(bot, "hi", user=f"user{i}") for i in range(10)))
         elapsed = loop.time() - started
     assert elapsed < 0.6  # sequentially it would take 1 s
+
+
+async def test_a_long_conversation_reads_only_the_turns_its_window_can_use(
+    settings: Settings, profile: BotProfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """recall reads the turns since the last reply's window began, not the last 200:
+    the prompts are exactly those that reading all 200 gives."""
+    small = profile.model_copy(
+        update={
+            "context": profile.context.model_copy(update={"budget_tokens": 220}),
+            "memory": profile.memory.model_copy(update={"summarize": False, "top_k": 0}),
+        }
+    )
+    said = [f"message {n} " + "and more words " * (n % 5) for n in range(60)]
+
+    async def converse(data: str) -> tuple[list[tuple[ChatMessage, ...]], int]:
+        fake = FakeGenerator()
+        where = settings.model_copy(update={"data_dir": settings.data_dir / data})
+        async with await Bot.open(
+            where, small, generator=fake, embedder=FakeEmbedder(), emotions=FakeEmotionReader()
+        ) as bot:
+            for text in said:
+                await say(bot, text)
+            sample = make_message("", user="alice")
+            scope = bot.store.privacy.scope(sample)
+            read = await bot.store.window_turns(bot.profile.name, sample.place, scope, limit=200)
+        return [tuple(p) for p in fake.prompts], len(read)
+
+    prompts, read = await converse("window")
+
+    async def everything(self, bot, place, scope, *, limit):  # type: ignore[no-untyped-def]
+        return await self.recent_turns(bot, place, scope, limit=limit)
+
+    monkeypatch.setattr("core.storage.Store.window_turns", everything)
+    all_prompts, all_read = await converse("all")
+    assert prompts == all_prompts
+    assert all_read == 120 and read < 40

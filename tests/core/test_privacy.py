@@ -87,3 +87,5 @@ def test_admits_is_the_same_rule_as_where(
     where, params = scope.where()
     selected = db.execute(f"SELECT COUNT(*) FROM t WHERE {where}", params).fetchone()[0] == 1
     assert selected == scope.admits(platform, workspace, channel, private, user_key)
+    assert selected == (scope.canonical() in Scope.readers(*row))
+    assert scope.canonical().where() == scope.where()

@@ -154,3 +154,23 @@ async def test_concurrent_writes_share_one_commit_and_fail_alone(
         rows = [r[0] for r in other.execute("SELECT text FROM notes")]
     assert sorted(rows) == sorted(["before"] * 7 + [f"note {n}" for n in range(8) if n != 3])
     await store.close()
+
+
+async def test_a_transaction_nested_in_the_same_task_is_part_of_the_outer_one(
+    tmp_path: Path, privacy: Privacy
+) -> None:
+    """A turn stores its message, reply, memory and emotion as one writer: an error
+    after the exchange is written rolls the exchange back too, and caches hear of it."""
+    store = await open_store(tmp_path / "s.db", privacy)
+    rolled_back: list[str] = []
+    store.on_rollback.append(lambda: rolled_back.append("yes"))
+    with pytest.raises(RuntimeError, match="after the exchange"):
+        async with store.transaction():
+            await store.record_exchange("bot", message("hello"), "hi there")  # nested
+            assert await recent(store) == ["hello", "hi there"]  # the writer sees its rows
+            raise RuntimeError("after the exchange")
+    assert await recent(store) == [] and rolled_back == ["yes"]
+    async with store.transaction():
+        await store.record_exchange("bot", message("hello again"), "hi")
+    assert await recent(store) == ["hello again", "hi"] and rolled_back == ["yes"]
+    await store.close()
