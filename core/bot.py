@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
@@ -34,6 +35,8 @@ Outbox = Callable[[Place, str], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_S = 3600.0
+FOLD_MEMO = 10_000
+"""Conversations whose last fold check is remembered (to skip checks that cannot fold)."""
 
 
 def privacy_from(settings: Settings) -> Privacy:
@@ -67,6 +70,8 @@ class Bot:
         self._order = KeyedSerializer()
         self._background: set[asyncio.Task[Any]] = set()
         self._folding: set[ConversationKey] = set()
+        self._nothing_to_fold: OrderedDict[ConversationKey, int] = OrderedDict()
+        """Per conversation, the window start at which the last fold found too little."""
         self._retention: asyncio.Task[Any] | None = None
         self._closed = False
         self.plugins = PluginHost(self)
@@ -183,11 +188,13 @@ class Bot:
         key = message.place.conversation
         if key in self._folding or self._closed:
             return
+        if self._nothing_to_fold.get(key) == window_start:
+            return  # no turn has left the window since that check
         self._folding.add(key)
 
         async def fold() -> None:
             try:
-                await self.summaries.fold(
+                folded = await self.summaries.fold(
                     self.generator,
                     self.profile.name,
                     message,
@@ -197,6 +204,13 @@ class Bot:
                 )
             finally:
                 self._folding.discard(key)
+            if folded:
+                self._nothing_to_fold.pop(key, None)
+            else:
+                self._nothing_to_fold[key] = window_start
+                self._nothing_to_fold.move_to_end(key)
+                if len(self._nothing_to_fold) > FOLD_MEMO:
+                    self._nothing_to_fold.popitem(last=False)
 
         self.spawn(fold())
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -326,3 +327,37 @@ async def test_a_long_conversation_reads_only_the_turns_its_window_can_use(
     all_prompts, all_read = await converse("all")
     assert prompts == all_prompts
     assert all_read == 120 and read < 40
+
+
+async def test_a_fold_that_found_too_little_is_not_tried_again_until_the_window_moves(
+    settings: Settings, profile: BotProfile
+) -> None:
+    small = profile.model_copy(
+        update={
+            "context": profile.context.model_copy(update={"budget_tokens": 320}),
+            "memory": profile.memory.model_copy(update={"summarize_after": 4}),
+        }
+    )
+    async with await Bot.open(
+        settings,
+        small,
+        generator=FakeGenerator(),
+        embedder=FakeEmbedder(),
+        emotions=FakeEmotionReader(),
+    ) as bot:
+        checks: list[tuple[int, bool]] = []
+        fold = bot.summaries.fold
+
+        async def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+            folded = await fold(*args, **kwargs)
+            checks.append((kwargs["window_start"], folded))
+            return folded
+
+        bot.summaries.fold = watched  # type: ignore[method-assign]
+        for n in range(40):
+            await say(bot, f"message number {n} about my garden " + "word " * 8)
+            await asyncio.sleep(0)
+    assert any(folded for _, folded in checks), checks  # it still folds
+    assert len(checks) <= 2 * len({start for start, _ in checks}) < 40  # not every turn
+    for (start, folded), (later, _) in itertools.pairwise(checks):
+        assert folded or later != start
