@@ -38,6 +38,7 @@ from typing import Any
 from core.adapter import CollectingChannel
 from core.bot import Bot
 from core.generation import models
+from core.generation.base import conversation_tokens
 from core.generation.llamacpp_engine import LlamaCppGenerator
 from core.generation.transformers_engine import TransformersGenerator
 from core.settings import PROJECT_BOTS_DIR, GenerationSettings, Settings, load_profile
@@ -49,7 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 THREADS = min(os.cpu_count() or 1, 8)  # the engine's own default
 RENDERED: list[str] = []  # prompts for raw_llama, as the engine rendered them
 GREEDY = GenerationSettings(max_new_tokens=128, temperature=0.0, repetition_penalty=1.0)
-PERSONA = load_profile(PROJECT_BOTS_DIR, "companion").persona
+COMPANION = load_profile(PROJECT_BOTS_DIR, "companion")
+PERSONA = COMPANION.persona
 QUESTIONS = [
     "Tell me a long story about a lighthouse keeper and a storm.",
     "Describe your perfect weekend in detail, hour by hour.",
@@ -161,7 +163,9 @@ async def engines(runs: int) -> dict[str, dict[str, float]]:
 
 
 async def concurrency(runs: int, levels: Sequence[int] = (1, 4, 8)) -> dict[int, dict[str, float]]:
-    engine = LlamaCppGenerator(gguf(), parallel=max(levels))
+    engine = LlamaCppGenerator(  # slots sized as the companion profile sizes them
+        gguf(), parallel=max(levels), conversation_tokens=conversation_tokens(COMPANION)
+    )
     await engine.start()
     out: dict[int, dict[str, list[float]]] = {
         n: {"aggregate": [], "ttft_max": [], "ttft_median": []} for n in levels
@@ -245,8 +249,11 @@ async def turns(runs: int, count: int, at: Sequence[int], memory: bool = True) -
                 bots_dir=PROJECT_BOTS_DIR,
                 _env_file=None,  # type: ignore[call-arg]
             )
-            generator = TimedLlama(
-                gguf(), parallel=profile.model.parallel, reuse_chunk=profile.model.reuse_chunk
+            generator = TimedLlama(  # as create_generator makes it, with a clock on
+                gguf(),
+                parallel=profile.model.parallel,
+                reuse_chunk=profile.model.reuse_chunk,
+                conversation_tokens=conversation_tokens(profile),
             )
             bot = await Bot.open(settings, profile, generator=generator)
             try:

@@ -168,7 +168,13 @@ class ModelSettings(_Strict):
     )
     gguf_file: str | None = Field(default=None, description="A GGUF file inside `model`.")
     base_url: str | None = Field(default=None, description="Overrides SOCIALBOT_OPENAI_BASE_URL.")
-    context_window: int | None = Field(default=None, ge=256)
+    context_window: int | None = Field(
+        default=None,
+        ge=256,
+        description="Tokens one conversation may hold. llama.cpp: default the [context] "
+        "budget plus the longest reply, rounded up to 256; transformers: the model's own; "
+        "openai: 8192.",
+    )
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
     threads: int | None = Field(default=None, ge=1)

@@ -90,23 +90,51 @@ class Summaries:
         )
         if len(older) < at_least:
             return False
-        prompt = [
-            ChatMessage(Role.SYSTEM, INSTRUCTIONS),
-            ChatMessage(Role.USER, _transcript(summary, older, bot)),
-        ]
+        prompt, folded = fitted(generator, summary, older, bot)
         text = (await generator.generate(prompt, PARAMS, background=True)).strip()
         if not text:
             log.warning("summary of %s came back empty", message.place.conversation)
             return False
-        await self.save(bot, message, text, older[-1].id)
-        log.info("folded %d turns of %s into its summary", len(older), message.place.conversation)
+        await self.save(bot, message, text, folded[-1].id)
+        log.info("folded %d turns of %s into its summary", len(folded), message.place.conversation)
         return True
 
 
-def _transcript(summary: Summary | None, turns: list[StoredTurn], bot: str) -> str:
-    lines = [f"Summary so far: {summary.text}", ""] if summary else []
-    lines.append("Conversation:")
-    for turn in turns:
-        who = bot if turn.role is Role.ASSISTANT else (turn.display_name or "someone")
-        lines.append(f"{who}: {turn.text}")
-    return "\n".join(lines)
+def fitted(
+    generator: Generator, summary: Summary | None, turns: list[StoredTurn], bot: str
+) -> tuple[list[ChatMessage], list[StoredTurn]]:
+    """The summary prompt for as many of ``turns`` (oldest first) as the model's window
+    holds with the summary's reply; the rest wait for the next fold. A single turn too
+    long for the window on its own is cut (its start kept), so the instructions and the
+    summary so far are never what the engine drops."""
+    room = generator.context_window - PARAMS.max_new_tokens
+
+    def prompt(lines: list[str]) -> list[ChatMessage]:
+        head = [f"Summary so far: {summary.text}", ""] if summary else []
+        body = "\n".join([*head, "Conversation:", *lines])
+        return [ChatMessage(Role.SYSTEM, INSTRUCTIONS), ChatMessage(Role.USER, body)]
+
+    lines = [_line(turn, bot) for turn in turns]
+    used = generator.count_tokens(prompt([]))
+    take = 0
+    for line in lines:  # each line costs its tokens and about one for the line break
+        cost = generator.count_text(line) + 1
+        if used + cost > room:
+            break
+        used += cost
+        take += 1
+    while take > 1 and generator.count_tokens(prompt(lines[:take])) > room:
+        take -= 1  # the estimate was short (tokens merge across lines differently)
+    if take == 0 or generator.count_tokens(prompt(lines[:take])) > room:
+        take = 1
+        line = lines[0]
+        while len(line) > 1 and generator.count_tokens(prompt([line])) > room:
+            over = generator.count_tokens(prompt([line])) - room
+            line = line[: max(1, len(line) - max(over * 2, len(line) // 8))]
+        lines[0] = line
+    return prompt(lines[:take]), turns[:take]
+
+
+def _line(turn: StoredTurn, bot: str) -> str:
+    who = bot if turn.role is Role.ASSISTANT else (turn.display_name or "someone")
+    return f"{who}: {turn.text}"

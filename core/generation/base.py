@@ -149,6 +149,19 @@ def engine_for(profile: BotProfile) -> str:
     return "transformers"
 
 
+TEMPLATE_SLACK = 128
+"""Tokens allowed past the dialogue manager's count (template tokens it estimates)."""
+
+
+def conversation_tokens(profile: BotProfile) -> int:
+    """Tokens one conversation's prompt and reply take at most: the context budget, and
+    the longer of a reply and a summary (a summary's prompt is fitted to the same room)."""
+    from core.summary import PARAMS as SUMMARY
+
+    reply = max(profile.generation.max_new_tokens, SUMMARY.max_new_tokens)
+    return profile.context.budget_tokens + reply + TEMPLATE_SLACK
+
+
 def create_generator(profile: BotProfile, settings: Settings) -> Generator:
     """The backend a profile asks for (not yet started)."""
     model = profile.model
@@ -167,6 +180,7 @@ def create_generator(profile: BotProfile, settings: Settings) -> Generator:
             source.path,
             threads=model.threads,
             context_window=model.context_window,
+            conversation_tokens=conversation_tokens(profile),
             parallel=model.parallel,
             queue_limit=model.queue_limit,
             reuse_chunk=model.reuse_chunk,

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from core import testing
+from core.dialogue import budget_for
 from core.errors import BusyError, ConfigError
 from core.generation.base import create_generator, engine_for
-from core.generation.llamacpp_engine import LlamaCppGenerator
+from core.generation.llamacpp_engine import LlamaCppGenerator, slot_size
 from core.generation.models import embedded_gguf
 from core.pipeline import BUSY
 from core.settings import BotProfile, GenerationSettings, Settings
@@ -212,3 +213,36 @@ def test_engine_choice(profile: BotProfile, settings: Settings) -> None:
         engine_for(with_model(backend="llama.cpp", adapter="a"))
     with pytest.raises(ConfigError, match="runs GGUF files"):
         create_generator(with_model(backend="llama.cpp", model="some/hf-model"), settings)
+
+
+def test_slot_sizes() -> None:
+    assert slot_size(None, 8192) == 4096 and slot_size(None, 2048) == 2048
+    assert slot_size(1784, 8192) == 1792 and slot_size(1792, 8192) == 1792
+    assert slot_size(9000, 8192) == 8192
+    assert slot_size(100, 0) == 256  # a file that does not say how long it was trained
+
+
+async def test_a_slot_holds_what_the_profile_sends_and_no_more(
+    profile: BotProfile, settings: Settings
+) -> None:
+    """Moving cached tokens costs a pass over every cell of the cache, so the bot sizes
+    slots to its budget (1,536) and the longest reply (a summary's 120), not to 4,096."""
+    generator = create_generator(profile, settings)
+    assert isinstance(generator, LlamaCppGenerator)
+    await generator.start()
+    try:
+        assert generator.context_window == 1792
+        assert generator._ctx.n_ctx() == 1792 * profile.model.parallel
+        room = generator.context_window - profile.generation.max_new_tokens
+        assert budget_for(generator, profile.context.budget_tokens, 96) == 1536 <= room
+    finally:
+        await generator.close()
+    told = profile.model_copy(
+        update={"model": profile.model.model_copy(update={"context_window": 3000})}
+    )
+    generator = create_generator(told, settings)
+    await generator.start()
+    try:
+        assert generator.context_window == 3000  # the operator's word stands
+    finally:
+        await generator.close()
