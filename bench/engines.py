@@ -234,7 +234,7 @@ def user_lines(count: int) -> list[str]:
 
 
 async def turns(runs: int, count: int, at: Sequence[int], memory: bool = True) -> dict[str, Any]:
-    profile = load_profile(PROJECT_BOTS_DIR, "companion")
+    profile = COMPANION
     # one person's 200 quick messages would rightly trip the flood limit
     profile = profile.model_copy(update={"plugin": {"moderation": {"flood_messages": 10**6}}})
     if not memory:

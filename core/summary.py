@@ -114,23 +114,21 @@ def fitted(
         body = "\n".join([*head, "Conversation:", *lines])
         return [ChatMessage(Role.SYSTEM, INSTRUCTIONS), ChatMessage(Role.USER, body)]
 
+    def over(lines: list[str]) -> int:
+        return generator.count_tokens(prompt(lines)) - room
+
     lines = [_line(turn, bot) for turn in turns]
-    used = generator.count_tokens(prompt([]))
-    take = 0
-    for line in lines:  # each line costs its tokens and about one for the line break
-        cost = generator.count_text(line) + 1
-        if used + cost > room:
-            break
-        used += cost
-        take += 1
-    while take > 1 and generator.count_tokens(prompt(lines[:take])) > room:
-        take -= 1  # the estimate was short (tokens merge across lines differently)
-    if take == 0 or generator.count_tokens(prompt(lines[:take])) > room:
-        take = 1
-        line = lines[0]
-        while len(line) > 1 and generator.count_tokens(prompt([line])) > room:
-            over = generator.count_tokens(prompt([line])) - room
-            line = line[: max(1, len(line) - max(over * 2, len(line) // 8))]
+    take, beyond = 0, len(lines)  # how many lines fit: at least take, at most beyond
+    while take < beyond:
+        middle = (take + beyond + 1) // 2
+        if over(lines[:middle]) <= 0:
+            take = middle
+        else:
+            beyond = middle - 1
+    if take == 0 and lines:
+        take, line = 1, lines[0]
+        while len(line) > 1 and (excess := over([line])) > 0:
+            line = line[: max(1, len(line) - max(excess * 2, len(line) // 8))]
         lines[0] = line
     return prompt(lines[:take]), turns[:take]
 
