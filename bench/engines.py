@@ -234,9 +234,8 @@ def user_lines(count: int) -> list[str]:
 
 
 async def turns(runs: int, count: int, at: Sequence[int], memory: bool = True) -> dict[str, Any]:
-    profile = COMPANION
     # one person's 200 quick messages would rightly trip the flood limit
-    profile = profile.model_copy(update={"plugin": {"moderation": {"flood_messages": 10**6}}})
+    profile = COMPANION.model_copy(update={"plugin": {"moderation": {"flood_messages": 10**6}}})
     if not memory:
         off = profile.memory.model_copy(update={"enabled": False, "summarize": False})
         profile = profile.model_copy(update={"memory": off})

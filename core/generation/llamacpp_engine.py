@@ -153,9 +153,8 @@ def slot_size(conversation_tokens: int | None, trained: int) -> int:
     """Tokens of KV cache per conversation: what it needs, rounded up to ``SLOT_STEP``
     (4,096 when not told), never past the window the model was trained on."""
     trained = trained if trained > 0 else 4096  # a file that does not say
-    if not conversation_tokens:
-        return min(trained, 4096)
-    return min(trained, -(-conversation_tokens // SLOT_STEP) * SLOT_STEP)
+    needed = conversation_tokens or 4096
+    return min(trained, -(-needed // SLOT_STEP) * SLOT_STEP)
 
 
 class LlamaCppGenerator(Generator):
