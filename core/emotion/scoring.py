@@ -35,11 +35,12 @@ def evaluate_file(classifier: EmotionClassifier, path: Path, labels: str) -> dic
     from sklearn.preprocessing import MultiLabelBinarizer
 
     texts, gold = read_named(path)
-    predicted = [set(r.predicted) for r in classifier.read_now(texts)]
+    readings = classifier.read_now(texts)
+    predicted = [set(r.predicted) for r in readings]
     names: list[str] = list(LABELS)
-    if labels == "ekman":
+    if labels == "ekman":  # the groups a reading gives (see reading_from)
         gold = [{EKMAN[n] for n in g} for g in gold]
-        predicted = [{EKMAN[n] for n in p} for p in predicted]
+        predicted = [set(r.groups) for r in readings]
         names = sorted(set(EKMAN.values()))
     binarize = MultiLabelBinarizer(classes=names)
     truth, guess = binarize.fit_transform(gold), binarize.transform(predicted)

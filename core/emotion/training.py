@@ -6,7 +6,8 @@ the labels. Batches are length-bucketed and padded only to their longest text.
 After each epoch the dev set is scored (macro-F1 at a 0.3 threshold); the best
 epoch's weights are kept, and training stops after ``patience`` epochs without
 improvement. A checkpoint every ``checkpoint_every`` steps makes a run
-resumable where it stopped. At the end each label's threshold is tuned on dev.
+resumable where it stopped. At the end each label's threshold, and each Ekman group's,
+is tuned on dev.
 """
 
 from __future__ import annotations
@@ -24,11 +25,18 @@ from typing import Any
 from core import checkpoints
 from core._files import read_lines
 from core.batching import length_batches
-from core.emotion.classifier import build_network, load_network, probabilities, save_weights
+from core.emotion.classifier import (
+    build_network,
+    load_network,
+    probabilities,
+    save_weights,
+    write_thresholds,
+)
 from core.emotion.labels import EKMAN, LABELS
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
+GROUPS = sorted(set(EKMAN.values()))
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class TrainConfig:
     limit: int | None = None
     resume: bool = True
     encoder: str = "embedded"
+    tune_only: bool = False
 
 
 def read_split(path: Path, limit: int | None = None) -> tuple[list[str], list[list[int]]]:
@@ -68,47 +77,90 @@ def read_split(path: Path, limit: int | None = None) -> tuple[list[str], list[li
     return texts, labels
 
 
+def _truth(gold: list[list[int]], rows: int) -> Any:
+    import numpy as np
+
+    truth = np.zeros((rows, len(LABELS)), dtype=bool)
+    for row, ids in enumerate(gold):
+        truth[row, ids] = True
+    return truth
+
+
+def _grouped(p: Any, truth: Any) -> tuple[Any, Any]:
+    """Scores (each group's most likely label) and truth per Ekman group, in GROUPS order."""
+    import numpy as np
+
+    member = np.array([[EKMAN[label] == g for g in GROUPS] for label in LABELS])
+    score = np.stack([p[:, member[:, j]].max(axis=1) for j in range(len(GROUPS))], axis=1)
+    return score, truth @ member > 0
+
+
+def _at_least_one(p: Any, limits: Any) -> Any:
+    predicted = p >= limits
+    empty = ~predicted.any(axis=1)
+    predicted[empty, p[empty].argmax(axis=1)] = True  # every message gets at least one
+    return predicted
+
+
 def scores(
-    probs: list[list[float]], gold: list[list[int]], thresholds: list[float] | float = 0.3
+    probs: list[list[float]],
+    gold: list[list[int]],
+    thresholds: list[float] | float = 0.3,
+    group_thresholds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Macro/micro F1 over the 28 labels and over Ekman 6 + neutral."""
+    """Macro/micro F1 over the 28 labels and over Ekman 6 + neutral.
+
+    Ekman groups are those of the predicted labels or, with ``group_thresholds``, the
+    groups whose most likely label reaches the group's threshold (as a reading does).
+    """
     import numpy as np
     from sklearn.metrics import f1_score
 
     p = np.asarray(probs)
     limits = np.asarray(thresholds if isinstance(thresholds, list) else [thresholds] * p.shape[1])
-    predicted = p >= limits
-    empty = ~predicted.any(axis=1)
-    predicted[empty, p[empty].argmax(axis=1)] = True  # every message gets at least one label
-    truth = np.zeros_like(predicted)
-    for row, ids in enumerate(gold):
-        truth[row, ids] = True
-    groups = sorted(set(EKMAN.values()))
-    member = np.array([[EKMAN[label] == g for g in groups] for label in LABELS])
+    predicted = _at_least_one(p, limits)
+    truth = _truth(gold, len(p))
+    group_score, group_truth = _grouped(p, truth)
+    if group_thresholds:
+        groups = _at_least_one(group_score, np.asarray([group_thresholds[g] for g in GROUPS]))
+    else:
+        _, groups = _grouped(p, predicted)
     return {
         "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
         "micro_f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
-        "ekman_macro_f1": float(
-            f1_score(truth @ member > 0, predicted @ member > 0, average="macro", zero_division=0)
-        ),
+        "ekman_macro_f1": float(f1_score(group_truth, groups, average="macro", zero_division=0)),
     }
+
+
+def _best_thresholds(p: Any, truth: Any) -> list[float]:
+    """Per column, the threshold in 0.05..0.95 with the best F1 on this data."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    grid = np.arange(0.05, 0.96, 0.05)
+    best = []
+    for column in range(p.shape[1]):
+        f1s = [f1_score(truth[:, column], p[:, column] >= t, zero_division=0) for t in grid]
+        best.append(round(float(grid[int(np.argmax(f1s))]), 2))
+    return best
 
 
 def tune_thresholds(probs: list[list[float]], gold: list[list[int]]) -> list[float]:
     """Per label, the threshold in 0.05..0.95 with the best F1 on this data."""
     import numpy as np
-    from sklearn.metrics import f1_score
 
     p = np.asarray(probs)
-    truth = np.zeros_like(p, dtype=bool)
-    for row, ids in enumerate(gold):
-        truth[row, ids] = True
-    grid = np.arange(0.05, 0.96, 0.05)
-    best = []
-    for label in range(p.shape[1]):
-        f1s = [f1_score(truth[:, label], p[:, label] >= t, zero_division=0) for t in grid]
-        best.append(float(grid[int(np.argmax(f1s))]))
-    return best
+    return _best_thresholds(p, _truth(gold, len(p)))
+
+
+def tune_group_thresholds(probs: list[list[float]], gold: list[list[int]]) -> dict[str, float]:
+    """Per Ekman group, the threshold on its most likely label's probability with the
+    best F1 on this data."""
+    import numpy as np
+
+    p = np.asarray(probs)
+    score, truth = _grouped(p, _truth(gold, len(p)))
+    return dict(zip(GROUPS, _best_thresholds(score, truth), strict=True))
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -116,6 +168,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     from tqdm import tqdm
     from transformers import get_linear_schedule_with_warmup
 
+    if config.tune_only:
+        return retune(config)
     torch.manual_seed(config.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     train_texts, train_gold = read_split(config.data / "train.tsv", config.limit)
@@ -215,39 +269,53 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def _finish(
     config: TrainConfig, tokenizer: Any, device: str, state: dict[str, Any], seconds: float
 ) -> dict[str, Any]:
-    """Reload the best epoch, tune thresholds on dev, score test, write the artifact."""
-    net, _, _ = load_network(config.out / "best", config.encoder)
-    net.to(device)
-    dev_texts, dev_gold = read_split(config.data / "dev.tsv", config.limit)
-    thresholds = tune_thresholds(probabilities(net, tokenizer, dev_texts, device=device), dev_gold)
+    """Make the best epoch the artifact, tune its thresholds, score it, write the report."""
+    best = config.out / "best"
+    for name in ("adapter_model.safetensors", "adapter_config.json", "head.safetensors"):
+        (config.out / name).write_bytes((best / name).read_bytes())
     report: dict[str, Any] = {
-        "command": (
-            "socialbot " + shlex.join(sys.argv[1:])
-            if sys.argv[1:3] == ["train", "emotion"]
-            else None
-        ),
+        "command": _command(),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "device": device,
         "train_seconds_this_run": round(seconds),
         "best_epoch": state["best_epoch"],
         "dev_history": state["history"],
-        "dev_tuned": scores(
-            probabilities(net, tokenizer, dev_texts, device=device), dev_gold, thresholds
-        ),
     }
+    return _tune(config, device, report)
+
+
+def _command() -> str | None:
+    return (
+        "socialbot " + shlex.join(sys.argv[1:]) if sys.argv[1:3] == ["train", "emotion"] else None
+    )
+
+
+def _tune(config: TrainConfig, device: str, report: dict[str, Any]) -> dict[str, Any]:
+    """Tune the thresholds of the weights in ``config.out`` on dev (per label and per
+    Ekman group), score dev and test with them, and write them with the report."""
+    net, tokenizer = load_network(config.out, config.encoder)
+    net.to(device)
+    dev_texts, dev_gold = read_split(config.data / "dev.tsv", config.limit)
+    dev = probabilities(net, tokenizer, dev_texts, device=device)
+    thresholds = tune_thresholds(dev, dev_gold)
+    groups = tune_group_thresholds(dev, dev_gold)
+    report["dev_tuned"] = scores(dev, dev_gold, thresholds, groups)
     test_file = config.data / "test.tsv"
     if test_file.is_file():
         test_texts, test_gold = read_split(test_file, config.limit)
-        report["test"] = scores(
-            probabilities(net, tokenizer, test_texts, device=device), test_gold, thresholds
-        )
-    # The artifact: the best epoch's adapter and head, with the tuned thresholds.
-    best = config.out / "best"
-    for name in ("adapter_model.safetensors", "adapter_config.json", "head.safetensors"):
-        (config.out / name).write_bytes((best / name).read_bytes())
-    (config.out / "thresholds.json").write_text(
-        json.dumps(dict(zip(LABELS, (round(t, 3) for t in thresholds), strict=True)), indent=1)
-        + "\n"
-    )
+        test = probabilities(net, tokenizer, test_texts, device=device)
+        report["test"] = scores(test, test_gold, thresholds, groups)
+    write_thresholds(config.out, thresholds, groups)
     (config.out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def retune(config: TrainConfig) -> dict[str, Any]:
+    """Tune the thresholds of trained weights again (``--tune-only``), keeping their
+    training record; the command is recorded beside the one that trained them."""
+    import torch
+
+    record = config.out / "training.json"
+    report: dict[str, Any] = json.loads(record.read_text()) if record.is_file() else {}
+    report["tune_command"] = _command()
+    return _tune(config, "cuda" if torch.cuda.is_available() else "cpu", report)

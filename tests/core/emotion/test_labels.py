@@ -4,7 +4,7 @@ import pytest
 
 from core.batching import length_batches as _batches
 from core.emotion.labels import CIRCUMPLEX, EKMAN, LABELS, reading_from
-from core.emotion.training import read_split, scores, tune_thresholds
+from core.emotion.training import read_split, scores, tune_group_thresholds, tune_thresholds
 from core.errors import ConfigError
 
 
@@ -38,6 +38,33 @@ def test_a_reading_always_predicts_something() -> None:
     reading = reading_from(probs(fear=0.2), [0.5] * 28)
     assert reading.predicted == ("fear",) and reading.ekman == "fear"
     assert set(reading.as_dict()) == {"labels", "predicted", "ekman", "valence", "arousal"}
+
+
+def test_groups_come_from_the_predicted_labels_or_from_group_thresholds() -> None:
+    p = probs(sadness=0.8, annoyance=0.3, approval=0.22)
+    mapped = reading_from(p, [0.2] * 28)
+    assert mapped.groups == ("sadness", "anger", "joy")  # every predicted label's group
+    limits = dict.fromkeys(set(EKMAN.values()), 0.25) | {"joy": 0.35}
+    grouped = reading_from(p, [0.2] * 28, limits)
+    assert grouped.groups == ("sadness", "anger")  # joy's best label (0.22) is under 0.35
+    assert grouped.predicted == mapped.predicted and grouped.ekman == "sadness"
+    quiet = reading_from(probs(fear=0.2), [0.5] * 28, dict.fromkeys(limits, 0.5))
+    assert quiet.groups == ("fear",)  # none reaches its threshold: the best group
+
+
+def test_group_thresholds_are_tuned_on_the_group_scores() -> None:
+    # joy's labels are weak (neutral leads), yet joy is right: a lower joy threshold finds it
+    gold = [[17], [1], [25], [27]]  # joy, amusement (joy), sadness, neutral
+    p = [
+        probs(joy=0.2, neutral=0.3),
+        probs(amusement=0.25, neutral=0.3),
+        probs(sadness=0.9),
+        probs(neutral=0.8),
+    ]
+    limits = tune_group_thresholds(p, gold)
+    assert set(limits) == set(EKMAN.values()) and limits["joy"] <= 0.2
+    assert scores(p, gold, 0.5)["ekman_macro_f1"] < 3 / 7  # joy read as neutral
+    assert scores(p, gold, 0.5, limits)["ekman_macro_f1"] == pytest.approx(3 / 7)  # all right
 
 
 def test_scores_and_thresholds() -> None:
