@@ -30,10 +30,12 @@ GUIDANCE: dict[str, str] = {
     "disgust": "The person seems put off or disgusted. Acknowledge it without judging them.",
 }
 REACTIONS: dict[str, str] = {"joy": "🎉", "sadness": "🫂", "fear": "🤗", "surprise": "😮"}
+# Chosen on the GoEmotions dev split among plain acknowledgements written beforehand
+# (bench/opening_candidates.json; docs/emotion.md says how).
 OPENINGS: dict[str, str] = {
-    "sadness": "I'm sorry to hear that.",
-    "fear": "That sounds really worrying.",
-    "anger": "That sounds really frustrating.",
+    "sadness": "That sounds really hard, and I'm here for you.",
+    "fear": "You're not alone in this.",
+    "anger": "It makes sense that you'd feel that way.",
 }
 CALM = {"sadness", "fear", "anger"}
 
@@ -47,7 +49,7 @@ class Decision:
     """The reply starts with this; the model continues it (empty: nothing is primed)."""
 
 
-def _group(reading: Reading) -> str:
+def group_of(reading: Reading) -> str:
     """The reading's Ekman group, except that sadness, fear or anger among the predicted
     labels wins: missing someone's distress costs more than missing their surprise."""
     concerning = [name for name in reading.predicted if EKMAN[name] in CALM]
@@ -65,7 +67,7 @@ def decide(
     """What to change for this reply (nothing when the policy is off or the reading neutral)."""
     if reading is None or not settings.policy:
         return Decision("", params, "")
-    group = _group(reading)
+    group = group_of(reading)
     lines = []
     text = settings.guidance.get(group, GUIDANCE.get(group, ""))
     if text:

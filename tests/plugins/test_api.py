@@ -11,6 +11,7 @@ import pytest
 
 from core import testing
 from core.bot import Bot
+from core.emotion.policy import OPENINGS
 from core.errors import ConfigError
 from core.generation.fake import FakeGenerator
 from core.plugins import Plugin, Rest
@@ -93,7 +94,7 @@ async def test_hooks_answer_stop_or_let_the_turn_go_on(chat: testing.FakeAdapter
     assert await chat.say("shh, quiet") == ""  # stopped: no answer at all
     asked = len(generator.prompts)
     answer = await chat.say("I feel sad today")
-    assert answer.startswith("I'm sorry to hear that.")  # the emotion policy's opening
+    assert answer.startswith(OPENINGS["sadness"])  # the emotion policy's opening
     assert len(generator.prompts) == asked + 1  # the hook let it go on to the model
     assert "The person is sad: be gentle." in generator.prompts[-1][0].content
     assert chat.last.reactions == ["🫂"]

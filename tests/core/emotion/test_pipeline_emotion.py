@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core import testing
+from core.emotion import policy
 from core.emotion.labels import Reading
 from core.emotion.reader import FakeEmotionReader
 from core.generation.fake import FakeGenerator
@@ -110,7 +111,6 @@ async def test_missing_classifier_weights_turn_emotion_off(tmp_path: Path) -> No
 
 
 def test_distress_among_the_labels_outranks_surprise() -> None:
-    from core.emotion import policy
     from core.emotion.history import Trajectory
     from core.emotion.labels import LABELS, reading_from
     from core.settings import EmotionSettings, GenerationSettings
@@ -133,12 +133,11 @@ async def test_distress_replies_begin_with_an_acknowledgement_the_model_continue
         prompt = generator.prompts[-1]
         angry = await testing.say(bot, "this is so annoying and I am furious", user="bob")
         plain = await testing.say(bot, "the bus leaves at nine", user="cy")
-    assert prompt[-1].role.value == "assistant" and prompt[-1].content == "I'm sorry to hear that."
+    opening = policy.OPENINGS["sadness"]
+    assert prompt[-1].role.value == "assistant" and prompt[-1].content == opening
     assert sad.reply is not None
-    assert sad.reply.text == "I'm sorry to hear that. Do you want to talk about it?"
-    assert angry.reply is not None and angry.reply.text.startswith(
-        "That sounds really frustrating."
-    )
+    assert sad.reply.text == f"{opening} Do you want to talk about it?"
+    assert angry.reply is not None and angry.reply.text.startswith(policy.OPENINGS["anger"])
     assert plain.reply is not None and plain.reply.text == "Do you want to talk about it?"
 
 
