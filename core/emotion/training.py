@@ -40,6 +40,7 @@ from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 GROUPS = sorted(set(EKMAN.values()))
+MEMBERS = [[i for i, label in enumerate(LABELS) if EKMAN[label] == g] for g in GROUPS]
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,6 @@ def read_split(path: Path, limit: int | None = None) -> tuple[list[str], list[li
     return texts, labels
 
 
-MEMBERS = [[i for i, label in enumerate(LABELS) if EKMAN[label] == g] for g in GROUPS]
-
-
 def group_logits(logits: Any) -> Any:
     """Per Ekman group (GROUPS order), the largest of its labels' values: the logit of the
     group's most likely label, which is what a reading's group threshold applies to (or,
@@ -106,9 +104,8 @@ def _grouped(p: Any, truth: Any) -> tuple[Any, Any]:
     """Scores (each group's most likely label) and truth per Ekman group, in GROUPS order."""
     import numpy as np
 
-    member = np.array([[EKMAN[label] == g for g in GROUPS] for label in LABELS])
-    score = np.stack([p[:, member[:, j]].max(axis=1) for j in range(len(GROUPS))], axis=1)
-    return score, truth @ member > 0
+    score = np.stack([p[:, m].max(axis=1) for m in MEMBERS], axis=1)
+    return score, np.stack([truth[:, m].any(axis=1) for m in MEMBERS], axis=1)
 
 
 def _at_least_one(p: Any, limits: Any) -> Any:
