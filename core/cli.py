@@ -142,7 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
         ("--max-length", int, 64, "tokens per text"),
         ("--patience", int, 2, "epochs without dev improvement before stopping"),
         ("--lora-r", int, 16, "LoRA rank"),
-        ("--ekman-weight", float, 0.0, "weight of a loss on the Ekman groups (0: none)"),
         ("--checkpoint-every", int, 200, "steps between checkpoints"),
         ("--limit", int, None, "use only the first N rows of each split (for trials)"),
     ):
@@ -265,7 +264,6 @@ def _emotion_commands(args: argparse.Namespace) -> int:
                     "limit",
                     "resume",
                     "tune_only",
-                    "ekman_weight",
                 )
             }
             report = train(TrainConfig(**options))

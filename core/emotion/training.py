@@ -2,10 +2,7 @@
 
 LoRA on every linear layer of all-MiniLM-L6-v2 plus a new 28-label head, trained
 with AdamW (weight decay, linear warm-up and decay), binary cross-entropy over
-the labels and, with ``ekman_weight``, over the Ekman groups as a reading forms
-them (each group's most likely label: the max of its labels' logits), the way the
-GoEmotions paper trained its Ekman model, without a second head. Batches are
-length-bucketed and padded only to their longest text.
+the labels. Batches are length-bucketed and padded only to their longest text.
 After each epoch the dev set is scored (macro-F1 at a 0.3 threshold); the best
 epoch's weights are kept, and training stops after ``patience`` epochs without
 improvement. A checkpoint every ``checkpoint_every`` steps makes a run
@@ -62,7 +59,6 @@ class TrainConfig:
     resume: bool = True
     encoder: str = "embedded"
     tune_only: bool = False
-    ekman_weight: float = 0.0
 
 
 def read_split(path: Path, limit: int | None = None) -> tuple[list[str], list[list[int]]]:
@@ -80,15 +76,6 @@ def read_split(path: Path, limit: int | None = None) -> tuple[list[str], list[li
         texts.append(parts[0])
         labels.append(ids)
     return texts, labels
-
-
-def group_logits(logits: Any) -> Any:
-    """Per Ekman group (GROUPS order), the largest of its labels' values: the logit of the
-    group's most likely label, which is what a reading's group threshold applies to (or,
-    given 0/1 targets, whether any of the group's labels is present)."""
-    import torch
-
-    return torch.stack([logits[:, m].amax(dim=1) for m in MEMBERS], dim=1)
 
 
 def _truth(gold: list[list[int]], rows: int) -> Any:
@@ -195,7 +182,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
     targets = torch.zeros(len(train_gold), len(LABELS))
     for row, ids in enumerate(train_gold):
         targets[row, ids] = 1.0
-    group_targets = group_logits(targets)
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total = steps_per_epoch * config.epochs
     trainable = [p for p in net.parameters() if p.requires_grad]
@@ -251,10 +237,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
             padded = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             logits = net(padded["input_ids"].to(device), padded["attention_mask"].to(device))
             loss = loss_fn(logits, targets[batch].to(device))
-            if config.ekman_weight:
-                loss = loss + config.ekman_weight * loss_fn(
-                    group_logits(logits), group_targets[batch].to(device)
-                )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()

@@ -4,14 +4,7 @@ import pytest
 
 from core.batching import length_batches as _batches
 from core.emotion.labels import CIRCUMPLEX, EKMAN, LABELS, reading_from
-from core.emotion.training import (
-    GROUPS,
-    group_logits,
-    read_split,
-    scores,
-    tune_group_thresholds,
-    tune_thresholds,
-)
+from core.emotion.training import read_split, scores, tune_group_thresholds, tune_thresholds
 from core.errors import ConfigError
 
 
@@ -72,24 +65,6 @@ def test_group_thresholds_are_tuned_on_the_group_scores() -> None:
     assert set(limits) == set(EKMAN.values()) and limits["joy"] <= 0.2
     assert scores(p, gold, 0.5)["ekman_macro_f1"] < 3 / 7  # joy read as neutral
     assert scores(p, gold, 0.5, limits)["ekman_macro_f1"] == pytest.approx(3 / 7)  # all right
-
-
-def test_group_logits_are_each_groups_largest_label_logit() -> None:
-    import torch
-
-    logits = torch.full((2, len(LABELS)), -5.0)
-    logits[0, LABELS.index("grief")] = 2.0  # sadness's strongest label
-    logits[0, LABELS.index("sadness")] = 1.0
-    logits[1, LABELS.index("amusement")] = 0.5  # one of joy's many labels
-    grouped = group_logits(logits)
-    assert grouped.shape == (2, len(GROUPS))
-    assert grouped[0, GROUPS.index("sadness")] == 2.0 and grouped[0, GROUPS.index("joy")] == -5.0
-    assert grouped[1, GROUPS.index("joy")] == 0.5
-    # on 0/1 targets it says which groups are present
-    targets = torch.zeros(1, len(LABELS))
-    targets[0, [LABELS.index("fear"), LABELS.index("nervousness"), LABELS.index("pride")]] = 1
-    present = {g for g, v in zip(GROUPS, group_logits(targets)[0].tolist(), strict=True) if v}
-    assert present == {"fear", "joy"}
 
 
 def test_scores_and_thresholds() -> None:
