@@ -198,6 +198,13 @@ class ModelSettings(_Strict):
     merge_adapter: bool = Field(
         default=True, description="Fold the adapter into the weights at load (faster)."
     )
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+        description="transformers: where the model runs. 'auto': the first CUDA GPU if "
+        "torch sees one, else the CPU. (llama.cpp offloads to a GPU by itself when its "
+        "build has GPU support.)",
+    )
 
 
 class GenerationSettings(_Strict):

@@ -93,6 +93,29 @@ async def engine(model_cache: Path) -> AsyncIterator[TransformersGenerator]:
 PROMPT = [ChatMessage(Role.SYSTEM, "You are kind."), ChatMessage(Role.USER, "Say hello.")]
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+async def test_generates_and_stops_on_a_gpu(model_cache: Path) -> None:
+    """Every tensor generate() touches must be on the model's device (the cancel check's
+    flag once was not: generation on a GPU failed at the first token)."""
+    generator = TransformersGenerator(cache_dir=model_cache, device="cuda")
+    await generator.start()
+    try:
+        reply = await generator.generate(PROMPT, GenerationSettings(max_new_tokens=12, seed=1))
+    finally:
+        await generator.close()
+    assert generator.device == "cuda" and reply.strip()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_runs_where_the_device_setting_says(engine: TransformersGenerator) -> None:
+    from core.generation.transformers_engine import pick_device
+
+    assert engine.device == pick_device("auto")
+    assert {str(p.device).split(":")[0] for p in engine._model.parameters()} == {
+        engine.device.split(":")[0]
+    }
+
+
 @pytest.mark.asyncio(loop_scope="module")
 async def test_token_counts_match_the_chat_template(engine: TransformersGenerator) -> None:
     tokenizer = engine._tokenizer

@@ -196,6 +196,7 @@ def create_generator(profile: BotProfile, settings: Settings) -> Generator:
             context_window=model.context_window,
             adapter=profile.adapter_path(),
             merge_adapter=model.merge_adapter,
+            device=model.device,
         )
     if model.backend == "openai":
         from core.generation.openai_engine import OpenAIGenerator

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import BackendError, ModelNotFoundError
+from core.errors import BackendError, ConfigError, ModelNotFoundError
 from core.generation import models
 from core.generation.base import END, Generator, Handoff
 from core.types import ChatMessage, Role
@@ -25,6 +25,33 @@ if TYPE_CHECKING:
     from core.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
+
+
+def pick_device(wanted: str) -> str:
+    """The torch device for ``wanted`` ('auto', 'cpu', 'cuda', 'cuda:N', 'mps'), checked."""
+    import torch
+
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(wanted.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(
+                f"[model] device = {wanted!r}, but torch sees {count} CUDA GPU(s) "
+                "(is the CUDA build of torch installed?)"
+            )
+    if wanted == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("[model] device = 'mps', but torch has no Apple GPU here")
+    return wanted
+
+
+def _half(device: str) -> Any:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
 
 
 class TransformersGenerator(Generator):
@@ -41,6 +68,7 @@ class TransformersGenerator(Generator):
         context_window: int | None = None,
         adapter: Path | None = None,
         merge_adapter: bool = True,
+        device: str = "auto",
     ) -> None:
         self.model_name = model
         self._gguf_file = gguf_file
@@ -49,6 +77,8 @@ class TransformersGenerator(Generator):
         self._context_window = context_window
         self._adapter = adapter
         self._merge_adapter = merge_adapter
+        self._device = device
+        self.device = "cpu"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
         self._model: Any = None
         self._tokenizer: Any = None
@@ -66,17 +96,22 @@ class TransformersGenerator(Generator):
         transformers.utils.logging.disable_progress_bar()
         if self._threads:
             torch.set_num_threads(self._threads)
+        device = pick_device(self._device)
+        # 32-bit on the CPU (its fast path); 16-bit on a GPU, as inference there usually runs.
+        dtype = torch.float32 if device == "cpu" else _half(device)
         where = models.resolve(self.model_name, self._gguf_file, self._cache_dir)
         try:
             tokenizer = AutoTokenizer.from_pretrained(where)
-            model: Any = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32)
+            model: Any = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
         except OSError as error:
             raise ModelNotFoundError(
                 f"cannot load model {self.model_name!r}: {error}".splitlines()[0]
             ) from None
         if self._adapter is not None:
             model = self._with_adapter(model, self._adapter)
+        model.to(device)
         model.eval()
+        self.device = device
         if not tokenizer.chat_template:
             raise ModelNotFoundError(f"model {self.model_name!r} has no chat template")
         self._tokenizer, self._model = tokenizer, model
@@ -97,7 +132,11 @@ class TransformersGenerator(Generator):
             )
         )
         log.info(
-            "loaded %s from %s (context %d tokens)", self.model_name, where, self.context_window
+            "loaded %s from %s on %s (context %d tokens)",
+            self.model_name,
+            where,
+            device,
+            self.context_window,
         )
 
     def _with_adapter(self, model: Any, adapter: Path) -> Any:
@@ -194,7 +233,8 @@ class TransformersGenerator(Generator):
 
         class Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+                stop = cancel.is_set()
+                return torch.full((input_ids.shape[0],), stop, device=input_ids.device)
 
         started = bool(messages) and messages[-1].role is Role.ASSISTANT
         inputs = tokenizer.apply_chat_template(
@@ -203,7 +243,7 @@ class TransformersGenerator(Generator):
             continue_final_message=started,  # the reply is begun: go on from its last word
             return_tensors="pt",
             return_dict=True,
-        )
+        ).to(model.device)
         if params.seed is not None:
             torch.manual_seed(params.seed)
         sampling = params.temperature > 0

@@ -67,6 +67,7 @@ def test_unknown_profile_lists_the_available_ones(tmp_path: Path) -> None:
         ('persona = "x"\n[generation]\ntemprature = 0.5\n', "generation.temprature: Extra inputs"),
         ('persona = "x"\n[generation]\ntemperature = 9\n', "generation.temperature: Input should"),
         ('persona = "x"\n[model]\nbackend = "magic"\n', "model.backend: Input should be"),
+        ('persona = "x"\n[model]\ndevice = "gpu"\n', "model.device: String should match"),
         ('name = "x"\n', "persona: Field required"),
         ("persona = \n", "cannot read bot profile"),
     ],
@@ -88,6 +89,17 @@ def test_cli_reports_bad_config_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith("socialbot: invalid setting SOCIALBOT_DB_SYNCHRONOUS:")
     assert err.count("\n") == 1
+
+
+def test_model_device_is_checked_against_what_torch_sees() -> None:
+    import torch
+
+    from core.generation.transformers_engine import pick_device
+
+    assert pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match=r"device = 'cuda:63', but torch sees \d+ CUDA GPU"):
+        pick_device("cuda:63")
 
 
 def test_cli_unknown_bot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
