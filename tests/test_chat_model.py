@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import torch
 
 from core.generation.transformers_engine import TransformersGenerator
 from core.settings import GenerationSettings
@@ -93,7 +94,7 @@ async def engine(model_cache: Path) -> AsyncIterator[TransformersGenerator]:
 PROMPT = [ChatMessage(Role.SYSTEM, "You are kind."), ChatMessage(Role.USER, "Say hello.")]
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 async def test_generates_and_stops_on_a_gpu(model_cache: Path) -> None:
     """Every tensor generate() touches must be on the model's device (the cancel check's
     flag once was not: generation on a GPU failed at the first token)."""
