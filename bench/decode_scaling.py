@@ -4,8 +4,9 @@
 
 The ceiling for "N conversations at once" on the llama.cpp engine: ``llama_decode`` of
 one new token for each of 1, 4 and 8 sequences (each after a 40-token prompt), in a
-context made as the engine makes it (8 sequences of 1,792 tokens, each its own cache
-or one unified cache), on the embedded SmolLM2 GGUF file, without socialbot around it.
+context made as the engine makes it (8 sequences sized for the companion profile, 1,792
+tokens today, each its own cache or one unified cache), on the embedded SmolLM2 GGUF
+file, without socialbot around it.
 Prints JSON: milliseconds a step (median) and ``ceiling_8x``, the most 8 at once can
 gain over one alone in the decoding phase (8 x one step / the 8-sequence step).
 """
@@ -20,8 +21,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.generation import models
+from core.generation.base import conversation_tokens
+from core.generation.llamacpp_engine import slot_size
+from core.settings import PROJECT_BOTS_DIR, load_profile
 
-SLOT = 1792  # the companion profile's slot (docs/benchmarks.md)
 PARALLEL = 8
 PROMPT = 40
 
@@ -35,8 +38,12 @@ def measure(threads: int, unified: bool, steps: int) -> dict[str, float]:
         params=llama_cpp.llama_model_default_params(),
         verbose=False,
     )
+    # each sequence's cache sized as the engine sizes it for the companion profile
+    slot = slot_size(
+        conversation_tokens(load_profile(PROJECT_BOTS_DIR, "companion")), model.n_ctx_train()
+    )
     params = llama_cpp.llama_context_default_params()
-    params.n_ctx = SLOT * PARALLEL
+    params.n_ctx = slot * PARALLEL
     params.n_batch = params.n_ubatch = 512
     params.n_seq_max = PARALLEL
     params.kv_unified = unified
