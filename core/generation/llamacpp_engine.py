@@ -68,6 +68,11 @@ log = logging.getLogger(__name__)
 PREFILL_CHUNK = 256
 """Prompt tokens read per step per request: a long prompt never stalls the others long."""
 
+BACKGROUND_CHUNK = 32
+"""The same for background work (summaries). A reply that arrives waits for the step in
+flight: 256 tokens deep in a conversation take about 0.9 s here, 32 about 0.17 s, for
+about 1.5 times the work in all (measured on this 2-core CPU)."""
+
 SHARE_MIN = 32
 """Copy another slot's cache only when it saves reading at least this many tokens: the copy
 moves the whole of that slot's cache buffer (a few milliseconds), reading 32 tokens takes
@@ -552,7 +557,8 @@ class LlamaCppGenerator(Generator):
                 wants.append((request, batch.n_tokens - 1))
         for request in stepping:  # then a chunk of each prompt still being read
             if request.prefilling:
-                chunk = request.tokens[request.fed : request.fed + PREFILL_CHUNK]
+                size = BACKGROUND_CHUNK if request.background else PREFILL_CHUNK
+                chunk = request.tokens[request.fed : request.fed + size]
                 for n, token in enumerate(chunk):
                     last = request.fed + n + 1 == len(request.tokens)
                     put(token, request.slot, last)

@@ -13,7 +13,12 @@ from core import testing
 from core.dialogue import budget_for
 from core.errors import BusyError, ConfigError
 from core.generation.base import create_generator, engine_for
-from core.generation.llamacpp_engine import LlamaCppGenerator, slot_size
+from core.generation.llamacpp_engine import (
+    BACKGROUND_CHUNK,
+    PREFILL_CHUNK,
+    LlamaCppGenerator,
+    slot_size,
+)
 from core.generation.models import embedded_gguf
 from core.pipeline import BUSY
 from core.settings import BotProfile, GenerationSettings, Settings
@@ -146,6 +151,27 @@ async def test_replies_go_before_background_work(tmp_path: Path) -> None:
         assert done == ["reply 1", "reply 2", "summary"]  # it came before, it goes last
     finally:
         await generator.close()
+
+
+async def test_background_work_reads_its_prompt_in_small_steps() -> None:
+    # A reply arriving waits only for the step in flight: a summary's long prompt is read
+    # BACKGROUND_CHUNK tokens a step, a reply's PREFILL_CHUNK.
+    told = " ".join(f"On day {n} we went to the lake and talked." for n in range(40))
+    chat = [ChatMessage(Role.SYSTEM, "Summarise."), ChatMessage(Role.USER, told)]
+    one = GenerationSettings(max_new_tokens=1, temperature=0.0)
+    steps = {}
+    for background, chunk in ((True, BACKGROUND_CHUNK), (False, PREFILL_CHUNK)):
+        generator = LlamaCppGenerator(embedded_gguf().path, parallel=1)  # an empty cache
+        await generator.start()
+        try:
+            tokens = generator.count_tokens(chat)
+            assert tokens > 2 * PREFILL_CHUNK
+            await generator.generate(chat, one, background=background)
+            assert generator.steps == -(-tokens // chunk)
+            steps[background] = generator.steps
+        finally:
+            await generator.close()
+    assert steps[True] >= 4 * steps[False]
 
 
 async def test_stops_at_the_end_of_its_turn(engine: LlamaCppGenerator) -> None:
