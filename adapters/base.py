@@ -251,6 +251,11 @@ class PlatformAdapter(abc.ABC):
     @abc.abstractmethod
     async def login(self) -> None: ...
 
+    @property
+    def where(self) -> str:
+        """How the start-up line names it."""
+        return self.platform
+
     async def start(self, bot: Bot) -> None:
         self.bot = bot
         self.accepting = True

@@ -59,9 +59,11 @@ async def serve(
     stop: asyncio.Event | None = None,
     open_bot: BotOpener = _open,
     ready: Callable[[list[PlatformAdapter]], None] | None = None,
+    adapters: list[PlatformAdapter] | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or SIGINT/SIGTERM arrive, when ``stop`` is not given)."""
-    adapters = configured(settings)
+    """Run until ``stop`` is set (or SIGINT/SIGTERM arrive, when ``stop`` is not given):
+    ``adapters``, or every platform with a token."""
+    adapters = configured(settings) if adapters is None else adapters
     logged_in: list[PlatformAdapter] = []
     try:
         for adapter in adapters:
@@ -81,7 +83,7 @@ async def serve(
         bot = await open_bot(settings, profile)
         for adapter in adapters:
             await adapter.start(bot)
-        names = ", ".join(a.platform for a in adapters)
+        names = ", ".join(a.where for a in adapters)
         if ready is not None:
             ready(adapters)
         else:

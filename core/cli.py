@@ -36,11 +36,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="socialbot",
-        description="A self-hosted chat bot with memory, for Discord, Telegram, Slack "
-        "and the terminal.",
+        description="A self-hosted chat bot with memory, for Discord, Telegram, Slack, "
+        "the terminal and the browser.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -69,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
         "SIGTERM stops taking messages, finishes the replies in flight and exits.",
     )
     _common(run)
+
+    web_cmd = commands.add_parser(
+        "web",
+        help="chat with the bot in a browser (no token needed)",
+        description="Serve a chat page on this machine (SOCIALBOT_WEB_HOST, "
+        "SOCIALBOT_WEB_PORT: 127.0.0.1:8080) and answer there; each browser is a person of "
+        "its own. Ctrl-C stops it.",
+    )
+    web_cmd.add_argument("--host", help="listen here instead (0.0.0.0: every interface)")
+    web_cmd.add_argument("--port", type=_port, help="listen on this port instead (0: any free)")
+    _common(web_cmd)
 
     evaluate = commands.add_parser(
         "eval",
@@ -189,6 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from adapters.runner import serve
 
             asyncio.run(serve(settings, profile))
+            return 0
+        if args.command == "web":
+            from adapters.runner import serve
+            from adapters.web import WebAdapter
+
+            given = {"web_host": args.host, "web_port": args.port}
+            settings = settings.model_copy(update={k: v for k, v in given.items() if v is not None})
+            asyncio.run(serve(settings, profile, adapters=[WebAdapter(settings)]))
             return 0
         if args.command == "eval" and args.what == "memory":
             return asyncio.run(_eval(settings, profile, args))

@@ -134,6 +134,14 @@ class Settings(BaseSettings):
         "SLACK_COMMAND", "/socialbot", "The slash command that carries bot commands on Slack."
     )
 
+    # --- The browser chat (`socialbot web`) ------------------------------------------------
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="Where `socialbot web` listens (127.0.0.1: this machine only; there "
+        "are no accounts, so anyone who can reach it can chat).",
+    )
+    web_port: int = Field(default=8080, ge=0, le=65535, description="Its port (0: any free).")
+
     def admin_ids(self) -> frozenset[tuple[str, str]]:
         pairs = (item.strip().partition(":") for item in self.admins.split(","))
         return frozenset((p.strip(), u.strip()) for p, _, u in pairs if p.strip() and u.strip())

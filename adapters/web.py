@@ -1,0 +1,231 @@
+"""The browser: chat with a bot in a web page, with no platform and no token.
+
+``socialbot web`` serves one page and a WebSocket on ``SOCIALBOT_WEB_HOST`` (default
+127.0.0.1, this machine only) and ``SOCIALBOT_WEB_PORT`` (8080). Each browser is a
+person of its own: the page gives it a random id in a cookie (HttpOnly, SameSite=Strict),
+and its messages are a direct message from that id, so two browsers never share a
+conversation or a memory scope. Anyone who can reach the port can chat: there are no
+accounts, so keep it on loopback or behind something that asks who people are.
+
+The WebSocket speaks JSON. In: ``{"text": "..."}``. Out, for each message:
+``{"type": "typing"}``, then ``{"type": "piece", "text": ...}`` as the reply streams,
+then ``{"type": "reply", "text": ..., "failed": bool, "reaction": emoji or ""}``; also
+``{"type": "reaction", "emoji": ...}``, ``{"type": "notice", "text": ...}`` (only this
+browser sees it: the privacy and moderation notices), ``{"type": "error", "text": ...}``
+for a frame it cannot read (the connection stays open), and unprompted replies
+(reminders) as ``reply``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import re
+import secrets
+from collections import defaultdict
+from importlib import resources
+from itertools import count
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from adapters.base import PlatformAdapter, bound_port
+from core.bot import Bot
+from core.errors import ConfigError
+from core.settings import Settings
+from core.types import Message, Place, PlaceKind, Reply, Speaker
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "web"
+COOKIE = "socialbot_web"
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _page() -> str:
+    return resources.files("adapters").joinpath("web_page.html").read_text(encoding="utf-8")
+
+
+def place_of(user: str) -> Place:
+    return Place(PLATFORM, f"dm:{user}", PlaceKind.DM)
+
+
+class WebChannel:
+    """One turn's answers, sent to the browser that asked."""
+
+    def __init__(self, socket: web.WebSocketResponse) -> None:
+        self.socket = socket
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        if self.socket.closed:
+            return  # the tab was closed: the turn still finishes and is stored
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.socket.send_json(frame)
+
+    async def typing(self) -> None:
+        await self._send({"type": "typing"})
+
+    async def stream(self, piece: str) -> None:
+        await self._send({"type": "piece", "text": piece})
+
+    async def react(self, emoji: str) -> None:
+        await self._send({"type": "reaction", "emoji": emoji})
+
+    async def whisper(self, text: str) -> None:
+        await self._send({"type": "notice", "text": text})
+
+    async def send(self, reply: Reply) -> None:
+        frame = {"type": "reply", "text": reply.text, "failed": reply.failed}
+        await self._send({**frame, "reaction": reply.reaction})
+
+
+class WebAdapter(PlatformAdapter):
+    platform = PLATFORM
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self._turns: set[asyncio.Task[None]] = set()
+        self._ids = count(1)
+
+    async def login(self) -> None:
+        """Start listening (nothing is answered until :meth:`start`)."""
+        host, port = self.settings.web_host, self.settings.web_port
+        # a WebSocket frame carries the text in JSON: room for escapes, checked again by the bot
+        app = web.Application(client_max_size=1 << 16)
+        app.router.add_get("/", self._on_page)
+        app.router.add_get("/ws", self._on_socket)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        try:
+            await site.start()
+        except OSError as error:
+            await self._runner.cleanup()
+            self._runner = None
+            why = "is in use" if error.errno == errno.EADDRINUSE else f"failed ({error.strerror})"
+            raise ConfigError(
+                f"the web chat cannot listen on {host}:{port}: that address {why}; "
+                "set SOCIALBOT_WEB_PORT (or SOCIALBOT_WEB_HOST) to another"
+            ) from None
+        self.port = bound_port(site)
+        if host not in LOOPBACK:
+            log.warning("web: listening on %s: anyone who can reach it can chat with the bot", host)
+
+    async def start(self, bot: Bot) -> None:
+        await super().start(bot)
+        bot.outboxes[PLATFORM] = self.send_to
+
+    @property
+    def url(self) -> str:
+        host = self.settings.web_host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{'[' + shown + ']' if ':' in shown else shown}:{self.port}/"
+
+    @property
+    def where(self) -> str:
+        return f"the web page {self.url}"
+
+    async def close(self) -> None:
+        if self._turns:
+            await asyncio.gather(*self._turns, return_exceptions=True)
+        for sockets in list(self._sockets.values()):
+            for socket in list(sockets):
+                await socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def send_to(self, place: Place, text: str) -> None:
+        """Unprompted replies (reminders) go to every open tab of that browser."""
+        user = place.channel.removeprefix("dm:")
+        for socket in list(self._sockets.get(user, ())):
+            await WebChannel(socket).send(Reply(text, place))
+        if not self._sockets.get(user):
+            log.info("web: nobody is connected to receive an unprompted reply")
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    async def _on_page(self, request: web.Request) -> web.Response:
+        response = web.Response(text=_page(), content_type="text/html")
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+            "connect-src 'self'"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if not _user(request):
+            response.set_cookie(
+                COOKIE,
+                secrets.token_urlsafe(24),
+                max_age=10 * 365 * 86400,
+                httponly=True,
+                samesite="Strict",
+                secure=request.secure,
+            )
+        return response
+
+    async def _on_socket(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin and urlsplit(origin).netloc != request.host:
+            log.warning("web: refused a connection from another site's page")
+            return web.Response(status=403, text="connections from other sites are refused")
+        user = _user(request)
+        if not user:
+            return web.Response(status=401, text="open the chat page first: it sets your id")
+        socket = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 16)
+        await socket.prepare(request)
+        self._sockets[user].add(socket)
+        try:
+            async for frame in socket:
+                if frame.type is WSMsgType.TEXT:
+                    await self._on_frame(user, socket, frame.data)
+                elif frame.type is WSMsgType.BINARY:
+                    await WebChannel(socket)._send({"type": "error", "text": "send text frames"})
+        finally:
+            self._sockets[user].discard(socket)
+            if not self._sockets[user]:
+                del self._sockets[user]
+        return socket
+
+    async def _on_frame(self, user: str, socket: web.WebSocketResponse, data: str) -> None:
+        channel = WebChannel(socket)
+        try:
+            text = json.loads(data)["text"]
+            if not isinstance(text, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            await channel._send({"type": "error", "text": 'send {"text": "your message"}'})
+            return
+        if self.bot is None or not self.accepting:
+            await channel._send({"type": "error", "text": "the bot is shutting down"})
+            return
+        message = Message(
+            Speaker(PLATFORM, user, "you"),
+            place_of(user),
+            text,
+            id=str(next(self._ids)),
+            mentions_bot=True,
+        )
+        # the next frame is read while this one is answered; the bot keeps their order
+        task = asyncio.create_task(self._turn(message, channel))
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+
+    async def _turn(self, message: Message, channel: WebChannel) -> None:
+        assert self.bot is not None
+        try:
+            await self.bot.handle(message, channel)
+        except Exception:
+            log.exception("web: a turn failed")
+
+
+def _user(request: web.Request) -> str:
+    """The browser's id, from the cookie the page set; "" when missing or not one of ours."""
+    value = request.cookies.get(COOKIE, "")
+    return value if re.fullmatch(r"[A-Za-z0-9_-]{16,64}", value) else ""

@@ -1,0 +1,263 @@
+"""The browser chat: the page, the WebSocket protocol, one person per browser, bad frames,
+other sites' pages, a port in use, and `socialbot web` end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from adapters.runner import serve
+from adapters.web import COOKIE, WebAdapter, place_of
+from core import testing
+from core.bot import Bot
+from core.cli import build_parser
+from core.errors import ConfigError
+from core.generation.fake import FakeGenerator
+from core.settings import BotProfile, Settings
+from tests.adapters.helpers import without_platform_env
+
+
+@pytest.fixture
+async def web(bot: Bot, settings: Settings) -> AsyncIterator[WebAdapter]:
+    adapter = WebAdapter(settings.model_copy(update={"web_port": 0}))
+    await adapter.login()
+    await adapter.start(bot)
+    try:
+        yield adapter
+    finally:
+        await adapter.stop_intake()
+        await bot.idle()
+        await adapter.close()
+
+
+class Browser:
+    """A browser: its own cookie jar, the page opened once, then the chat socket."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.socket: aiohttp.ClientWebSocketResponse | None = None
+        self.set_cookie = ""
+
+    @property
+    def user(self) -> str:
+        return self.session.cookie_jar.filter_cookies(URL(self.base))[COOKIE].value
+
+    async def open(self) -> str:
+        async with self.session.get(self.base) as response:
+            assert response.status == 200
+            page = await response.text()
+            self.set_cookie = response.headers.get("Set-Cookie", "")
+        self.socket = await self.session.ws_connect(self.base + "ws")
+        return page
+
+    async def send(self, frame: Any) -> None:
+        assert self.socket is not None
+        if isinstance(frame, str):
+            await self.socket.send_str(frame)
+        else:
+            await self.socket.send_json(frame)
+
+    async def frames_until(self, kind: str) -> list[dict[str, Any]]:
+        assert self.socket is not None
+        frames: list[dict[str, Any]] = []
+        while not frames or frames[-1]["type"] != kind:
+            frames.append(await asyncio.wait_for(self.socket.receive_json(), 10))
+        return frames
+
+    async def say(self, text: str) -> str:
+        await self.send({"text": text})
+        return str((await self.frames_until("reply"))[-1]["text"])
+
+    async def close(self) -> None:
+        if self.socket is not None:
+            await self.socket.close()
+        await self.session.close()
+
+
+@pytest.fixture
+async def browsers(web: WebAdapter) -> AsyncIterator[list[Browser]]:
+    opened = [Browser(web.url), Browser(web.url)]
+    try:
+        yield opened
+    finally:
+        for browser in opened:
+            await browser.close()
+
+
+async def test_the_page_and_a_streamed_reply(web: WebAdapter, browsers: list[Browser]) -> None:
+    browser = browsers[0]
+    page = await browser.open()
+    assert "<title>socialbot</title>" in page and "/ws" in page
+    assert len(browser.user) >= 16 and browser.user in browser.set_cookie
+    assert "HttpOnly" in browser.set_cookie and "SameSite=Strict" in browser.set_cookie
+    await browser.send({"text": "hello there"})
+    frames = await browser.frames_until("reply")
+    assert frames[0] == {"type": "typing"}
+    pieces = [f["text"] for f in frames if f["type"] == "piece"]
+    assert len(pieces) >= 2 and "".join(pieces).strip() == "echo: hello there"
+    assert frames[-1] == {
+        "type": "reply",
+        "text": "echo: hello there",
+        "failed": False,
+        "reaction": "",
+    }
+
+
+async def test_each_browser_is_a_person_of_its_own(
+    bot: Bot, fake: FakeGenerator, browsers: list[Browser]
+) -> None:
+    ann, bob = browsers
+    await ann.open()
+    await bob.open()
+    assert await ann.say("my cat is called Pixel") == "echo: my cat is called Pixel"
+    assert await bob.say("what is my cat called?") == "echo: what is my cat called?"
+    told_bob = "\n".join(m.content for m in fake.prompts[-1])
+    assert "Pixel" not in told_bob  # not in Bob's window, memories or summary
+    assert "what is my cat called?" in told_bob
+    exported = json.loads(await bob.say("/export"))
+    assert "Pixel" not in json.dumps(exported)
+    assert "Pixel" in json.dumps(json.loads(await ann.say("/export")))
+
+
+async def test_frames_it_cannot_read_get_an_error_and_the_chat_goes_on(
+    browsers: list[Browser],
+) -> None:
+    browser = browsers[0]
+    await browser.open()
+    for bad in ("not json", {"txt": "hi"}, {"text": 42}, [1, 2]):
+        await browser.send(bad)
+        (frame,) = await browser.frames_until("error")
+        assert "text" in frame["text"]
+    assert browser.socket is not None
+    await browser.socket.send_bytes(b"\x00\x01")
+    assert (await browser.frames_until("error"))[-1]["text"] == "send text frames"
+    assert await browser.say("still there?") == "echo: still there?"
+
+
+async def test_a_huge_message_is_refused_and_nothing_is_lost(
+    bot: Bot, browsers: list[Browser]
+) -> None:
+    browser = browsers[0]
+    await browser.open()
+    reply = await browser.say("x" * (bot.settings.max_message_chars + 1))
+    assert "too long" in reply
+    assert await browser.say("short one") == "echo: short one"
+
+
+async def test_no_cookie_or_another_sites_page_is_refused(web: WebAdapter) -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(web.url + "ws")
+        assert refused.value.status == 401
+    browser = Browser(web.url)
+    try:
+        await browser.open()
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await browser.session.ws_connect(web.url + "ws", origin="https://evil.example")
+        assert refused.value.status == 403
+    finally:
+        await browser.close()
+
+
+async def test_reminders_and_other_unprompted_replies_reach_the_browser(
+    bot: Bot, web: WebAdapter, browsers: list[Browser]
+) -> None:
+    browser = browsers[0]
+    await browser.open()
+    assert await bot.send_to(place_of(browser.user), "time to call mum")
+    assert (await browser.frames_until("reply"))[-1]["text"] == "time to call mum"
+
+
+async def test_a_port_in_use_is_a_config_error_naming_the_setting(
+    web: WebAdapter, settings: Settings
+) -> None:
+    taken = settings.model_copy(update={"web_port": web.port})
+    with pytest.raises(ConfigError, match="SOCIALBOT_WEB_PORT"):
+        await WebAdapter(taken).login()
+
+
+async def test_socialbot_web_serves_until_stopped(settings: Settings, profile: BotProfile) -> None:
+    args = build_parser().parse_args(["web", "--host", "127.0.0.1", "--port", "0"])
+    assert (args.host, args.port) == ("127.0.0.1", 0)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["web", "--port", "70000"])
+    stop = asyncio.Event()
+    adapter = WebAdapter(settings.model_copy(update={"web_port": 0}))
+    started = asyncio.Event()
+
+    async def open_bot(settings: Settings, profile: BotProfile) -> Bot:
+        return await Bot.open(
+            settings,
+            profile,
+            generator=FakeGenerator(),
+            embedder=testing.FakeEmbedder(),
+            emotions=testing.FakeEmotionReader(),
+        )
+
+    running = asyncio.create_task(
+        serve(
+            settings,
+            profile,
+            stop=stop,
+            open_bot=open_bot,
+            ready=lambda adapters: started.set(),
+            adapters=[adapter],
+        )
+    )
+    await asyncio.wait_for(started.wait(), 30)
+    browser = Browser(adapter.url)
+    try:
+        await browser.open()
+        assert await browser.say("hi web") == "echo: hi web"
+    finally:
+        await browser.close()
+        stop.set()
+        await asyncio.wait_for(running, 30)
+
+
+@pytest.mark.model
+async def test_socialbot_web_with_the_real_model_answers_and_stops_on_sigterm(
+    tmp_path: Path, model_cache: Path
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "core", "web", "--port", "0", "--data-dir", str(tmp_path / "data")),
+        env={
+            **without_platform_env(),
+            "HF_HUB_OFFLINE": "1",
+            "SOCIALBOT_CACHE_DIR": str(model_cache),
+        },
+        cwd=tmp_path,  # no .env of the developer's is read
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    started = b""
+    try:
+        while b"Ctrl-C" not in started:
+            line = await asyncio.wait_for(process.stderr.readline(), 240)
+            assert line, "socialbot web ended before it started answering"
+            started += line
+        url = re.search(rb"http://127\.0\.0\.1:\d+/", started)
+        assert url is not None, started
+        browser = Browser(url.group().decode())
+        try:
+            await browser.open()
+            assert (await browser.say("Hello! How are you today?")).strip()
+        finally:
+            await browser.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0
