@@ -2,9 +2,10 @@
 
 ``socialbot web`` serves one page and a WebSocket on ``SOCIALBOT_WEB_HOST`` (default
 127.0.0.1, this machine only) and ``SOCIALBOT_WEB_PORT`` (8080). Each browser is a
-person of its own: the page gives it a random id in a cookie (HttpOnly, SameSite=Strict),
-and its messages are a direct message from that id, so two browsers never share a
-conversation or a memory scope. Anyone who can reach the port can chat: there are no
+person of its own: the page gives it a random token in a cookie (HttpOnly,
+SameSite=Strict), and its messages are a direct message from a hash of that token (the
+token itself is never logged or stored), so two browsers never share a conversation or a
+memory scope. Anyone who can reach the port can chat: there are no
 accounts, so keep it on loopback or behind something that asks who people are.
 
 The WebSocket speaks JSON. In: ``{"text": "..."}``. Out, for each message:
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import re
@@ -159,7 +161,7 @@ class WebAdapter(PlatformAdapter):
             "connect-src 'self'"
         )
         response.headers["X-Content-Type-Options"] = "nosniff"
-        if not _user(request):
+        if not _cookie(request):
             response.set_cookie(
                 COOKIE,
                 secrets.token_urlsafe(24),
@@ -175,9 +177,10 @@ class WebAdapter(PlatformAdapter):
         if origin and urlsplit(origin).netloc != request.host:
             log.warning("web: refused a connection from another site's page")
             return web.Response(status=403, text="connections from other sites are refused")
-        user = _user(request)
-        if not user:
+        cookie = _cookie(request)
+        if not cookie:
             return web.Response(status=401, text="open the chat page first: it sets your id")
+        user = user_id(cookie)
         socket = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 16)
         await socket.prepare(request)
         self._sockets[user].add(socket)
@@ -225,7 +228,13 @@ class WebAdapter(PlatformAdapter):
             log.exception("web: a turn failed")
 
 
-def _user(request: web.Request) -> str:
-    """The browser's id, from the cookie the page set; "" when missing or not one of ours."""
+def user_id(cookie: str) -> str:
+    """The id a browser speaks as: a hash of its cookie, so that logs and the database
+    (which hashes user ids again) never hold the cookie, the browser's only credential."""
+    return hashlib.sha256(cookie.encode()).hexdigest()[:32]
+
+
+def _cookie(request: web.Request) -> str:
+    """The browser's cookie, as the page set it; "" when missing or not one of ours."""
     value = request.cookies.get(COOKIE, "")
     return value if re.fullmatch(r"[A-Za-z0-9_-]{16,64}", value) else ""

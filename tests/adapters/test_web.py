@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import signal
 import sys
@@ -17,7 +18,7 @@ import pytest
 from yarl import URL
 
 from adapters.runner import serve
-from adapters.web import COOKIE, WebAdapter, place_of
+from adapters.web import COOKIE, WebAdapter, place_of, user_id
 from core import testing
 from core.bot import Bot
 from core.cli import build_parser
@@ -50,7 +51,7 @@ class Browser:
         self.set_cookie = ""
 
     @property
-    def user(self) -> str:
+    def cookie(self) -> str:
         return self.session.cookie_jar.filter_cookies(URL(self.base))[COOKIE].value
 
     async def open(self) -> str:
@@ -95,11 +96,14 @@ async def browsers(web: WebAdapter) -> AsyncIterator[list[Browser]]:
             await browser.close()
 
 
-async def test_the_page_and_a_streamed_reply(web: WebAdapter, browsers: list[Browser]) -> None:
+async def test_the_page_and_a_streamed_reply(
+    web: WebAdapter, browsers: list[Browser], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     browser = browsers[0]
     page = await browser.open()
     assert "<title>socialbot</title>" in page and "/ws" in page
-    assert len(browser.user) >= 16 and browser.user in browser.set_cookie
+    assert len(browser.cookie) >= 16 and browser.cookie in browser.set_cookie
     assert "HttpOnly" in browser.set_cookie and "SameSite=Strict" in browser.set_cookie
     await browser.send({"text": "hello there"})
     frames = await browser.frames_until("reply")
@@ -175,7 +179,7 @@ async def test_reminders_and_other_unprompted_replies_reach_the_browser(
 ) -> None:
     browser = browsers[0]
     await browser.open()
-    assert await bot.send_to(place_of(browser.user), "time to call mum")
+    assert await bot.send_to(place_of(user_id(browser.cookie)), "time to call mum")
     assert (await browser.frames_until("reply"))[-1]["text"] == "time to call mum"
 
 
