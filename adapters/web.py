@@ -99,7 +99,6 @@ class WebAdapter(PlatformAdapter):
     async def login(self) -> None:
         """Start listening (nothing is answered until :meth:`start`)."""
         host, port = self.settings.web_host, self.settings.web_port
-        # a WebSocket frame carries the text in JSON: room for escapes, checked again by the bot
         app = web.Application(client_max_size=1 << 16)
         app.router.add_get("/", self._on_page)
         app.router.add_get("/ws", self._on_socket)
@@ -181,7 +180,10 @@ class WebAdapter(PlatformAdapter):
         if not cookie:
             return web.Response(status=401, text="open the chat page first: it sets your id")
         user = user_id(cookie)
-        socket = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 16)
+        # room for the longest message the bot takes, in UTF-8 and JSON escapes, so that a
+        # long one gets the bot's own "too long" answer rather than a closed connection
+        room = max(1 << 16, 12 * self.settings.max_message_chars + 1024)
+        socket = web.WebSocketResponse(heartbeat=30, max_msg_size=room)
         await socket.prepare(request)
         self._sockets[user].add(socket)
         try:
