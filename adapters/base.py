@@ -25,6 +25,7 @@ from aiohttp import web
 from core.types import Message, Reply
 
 if TYPE_CHECKING:
+    from core.adapter import ReplyChannel
     from core.bot import Bot
     from core.settings import Settings
 
@@ -266,7 +267,7 @@ class PlatformAdapter(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
-    async def deliver(self, message: Message | None, channel: EditingChannel[Any]) -> None:
+    async def deliver(self, message: Message | None, channel: ReplyChannel) -> None:
         """Hand one converted event to the bot, once, while taking events in.
 
         ``socialbot run`` stops intake, then closes the bot (which finishes every turn

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -48,6 +49,7 @@ COOKIE = "socialbot_web"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
+@functools.cache
 def _page() -> str:
     return resources.files("adapters").joinpath("web_page.html").read_text(encoding="utf-8")
 
@@ -79,6 +81,10 @@ class WebChannel:
 
     async def whisper(self, text: str) -> None:
         await self._send({"type": "notice", "text": text})
+
+    async def error(self, text: str) -> None:
+        """A frame that could not be taken (the connection stays open)."""
+        await self._send({"type": "error", "text": text})
 
     async def send(self, reply: Reply) -> None:
         frame = {"type": "reply", "text": reply.text, "failed": reply.failed}
@@ -191,7 +197,7 @@ class WebAdapter(PlatformAdapter):
                 if frame.type is WSMsgType.TEXT:
                     await self._on_frame(user, socket, frame.data)
                 elif frame.type is WSMsgType.BINARY:
-                    await WebChannel(socket)._send({"type": "error", "text": "send text frames"})
+                    await WebChannel(socket).error("send text frames")
         finally:
             self._sockets[user].discard(socket)
             if not self._sockets[user]:
@@ -205,10 +211,10 @@ class WebAdapter(PlatformAdapter):
             if not isinstance(text, str):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
-            await channel._send({"type": "error", "text": 'send {"text": "your message"}'})
+            await channel.error('send {"text": "your message"}')
             return
         if self.bot is None or not self.accepting:
-            await channel._send({"type": "error", "text": "the bot is shutting down"})
+            await channel.error("the bot is shutting down")
             return
         message = Message(
             Speaker(PLATFORM, user, "you"),
@@ -218,16 +224,9 @@ class WebAdapter(PlatformAdapter):
             mentions_bot=True,
         )
         # the next frame is read while this one is answered; the bot keeps their order
-        task = asyncio.create_task(self._turn(message, channel))
+        task = asyncio.create_task(self.deliver(message, channel))
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
-
-    async def _turn(self, message: Message, channel: WebChannel) -> None:
-        assert self.bot is not None
-        try:
-            await self.bot.handle(message, channel)
-        except Exception:
-            log.exception("web: a turn failed")
 
 
 def user_id(cookie: str) -> str:
