@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from core import pipeline, userdata
+from core.access import Access
 from core.adapter import ReplyChannel
 from core.emotion.classifier import WEIGHTS, EmotionClassifier
 from core.emotion.history import EmotionHistory
@@ -78,6 +79,7 @@ class Bot:
         self.outboxes: dict[str, Outbox] = {}
         """Per platform, how to say something unprompted (adapters register themselves)."""
         self._admins = settings.admin_ids()
+        self.access = Access(settings, store)
 
     @classmethod
     async def open(
@@ -130,6 +132,7 @@ class Bot:
             raise
         bot = cls(settings, profile, store, generator, embedder, emotions)
         try:
+            await bot.access.load()
             await bot.plugins.start()
         except BaseException:
             await bot.close()
@@ -149,9 +152,10 @@ class Bot:
 
     def is_admin(self, speaker: Speaker) -> bool:
         """Whether ``speaker`` may run admin commands (the terminal's user always may)."""
-        if speaker.platform == "console":
-            return True
-        return (speaker.platform, speaker.user_id) in self._admins
+        return self.is_admin_id(speaker.platform, speaker.user_id)
+
+    def is_admin_id(self, platform: str, user_id: str) -> bool:
+        return platform == "console" or (platform, user_id) in self._admins
 
     async def send_to(self, place: Place, text: str) -> bool:
         """Say ``text`` in ``place`` unprompted; False when its platform is not running."""

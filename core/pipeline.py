@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from core import commands, facts, userdata
+from core.access import DATA_RIGHTS
 from core.adapter import ReplyChannel
 from core.dialogue import Context, Remembered, budget_for, build_context
 from core.emotion import policy
@@ -106,6 +107,11 @@ async def guard(turn: Turn) -> None:
         raise EndTurn("empty message")
     if not message.place.is_private and not addressed(message, groups):
         raise EndTurn("not addressed to the bot")
+    refusal = turn.bot.access.refusal(
+        message, turn.user_key, admin=turn.bot.is_admin(message.speaker)
+    )
+    if refusal is not None and not _data_rights(message.text):
+        raise EndTurn(f"not allowed: {refusal.reason}", refusal.notice)
     limit = turn.bot.settings.max_message_chars
     if len(message.text) > limit:
         raise UserError(
@@ -115,6 +121,12 @@ async def guard(turn: Turn) -> None:
     turn.keep = not await userdata.is_opted_out(
         turn.bot.store, message.place.platform, turn.user_key
     )
+
+
+def _data_rights(text: str) -> bool:
+    """A command that no allow or block list may refuse (route answers it)."""
+    parsed = commands.parse(text)
+    return parsed is not None and parsed[0] in DATA_RIGHTS
 
 
 def addressed(message: Message, groups: GroupSettings) -> bool:

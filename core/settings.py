@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -27,6 +35,12 @@ def _platform(env: str, default: Any, description: str = "") -> Any:
         validation_alias=AliasChoices(env, ENV_PREFIX + env),
         description=description,
     )
+
+
+def id_pairs(value: str) -> frozenset[tuple[str, str]]:
+    """``platform:id, ...`` as (platform, id) pairs (the format is checked on load)."""
+    pairs = (item.partition(":") for item in value.split(","))
+    return frozenset((p.strip(), i.strip()) for p, _, i in pairs if p.strip() and i.strip())
 
 
 class Settings(BaseSettings):
@@ -93,6 +107,34 @@ class Settings(BaseSettings):
         description="Who may run admin commands: platform:user_id, comma-separated "
         "(e.g. discord:80351110224678912,telegram:12345). The terminal's user always may.",
     )
+    # --- Who the bot answers (core.access); admins always pass -------------------------
+    allow_users: str = Field(
+        default="",
+        description="When set, only these people are answered: platform:user_id, "
+        "comma-separated, like SOCIALBOT_ADMINS.",
+    )
+    block_users: str = Field(default="", description="People never answered: platform:user_id.")
+    allow_places: str = Field(
+        default="",
+        description="When set, group messages are answered only in these places: "
+        "platform:id of a channel, thread, Discord server or Slack workspace.",
+    )
+    block_places: str = Field(
+        default="", description="Places never answered in: platform:id, as allow_places."
+    )
+    allow_dms: bool = Field(default=True, description="Answer direct messages.")
+
+    @field_validator("admins", "allow_users", "block_users", "allow_places", "block_places")
+    @classmethod
+    def _id_list(cls, value: str) -> str:
+        for item in value.split(","):
+            platform, colon, id_ = (part.strip() for part in item.partition(":"))
+            if item.strip() and not (colon and platform and id_):
+                raise ValueError(
+                    f"{item.strip()!r} is not platform:id (e.g. discord:80351110224678912)"
+                )
+        return value
+
     plugin_timeout_s: float = Field(
         default=10.0, gt=0, le=600, description="A plugin handler taking longer is cut off."
     )
@@ -143,8 +185,7 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8080, ge=0, le=65535, description="Its port (0: any free).")
 
     def admin_ids(self) -> frozenset[tuple[str, str]]:
-        pairs = (item.strip().partition(":") for item in self.admins.split(","))
-        return frozenset((p.strip(), u.strip()) for p, _, u in pairs if p.strip() and u.strip())
+        return id_pairs(self.admins)
 
     def secrets(self) -> list[str]:
         """Every secret value, so that logging can mask them."""

@@ -173,6 +173,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (platform, user_key, purpose)
     );
     """,
+    """
+    -- People an admin blocked at run time (/block): not answered, nothing of theirs kept.
+    -- Not erased by /forget: it is the operator's moderation record, not the person's data.
+    CREATE TABLE blocks (
+        platform    TEXT NOT NULL,
+        user_key    TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (platform, user_key)
+    );
+    """,
 )
 
 

@@ -94,6 +94,7 @@ async def export(store: Store, platform: str, user_key: str) -> dict[str, Any]:
         "platform": platform,
         "user_key": user_key,
         "opted_out": await is_opted_out(store, platform, user_key),
+        "blocked": await is_blocked(store, platform, user_key),
         "consents": await consents(store, platform, user_key),
         "messages": messages,
         "memories": memories,
@@ -163,6 +164,14 @@ async def forget(
         memory.invalidate()
     log.info("erased a user's data on %s: %s", platform, json.dumps(deleted))
     return deleted
+
+
+async def is_blocked(store: Store, platform: str, user_key: str) -> bool:
+    """Whether an admin blocked this person (/block); kept after /forget, as moderation."""
+    row = await store.row(
+        "SELECT 1 FROM blocks WHERE platform = ? AND user_key = ?", (platform, user_key)
+    )
+    return row is not None
 
 
 async def is_opted_out(store: Store, platform: str, user_key: str) -> bool:

@@ -22,4 +22,5 @@ async def help_(ctx: Context, command: str = "") -> str:
     lines += [f"  {c.usage} - {c.help}" if c.help else f"  {c.usage}" for c in available]
     if ctx.is_admin:
         lines.append("  /plugins, /plugin enable|disable|reload NAME - manage plugins (admin)")
+        lines.append("  /access, /block WHO, /unblock WHO - who I answer (admin)")
     return "\n".join(lines)

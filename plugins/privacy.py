@@ -82,6 +82,11 @@ async def privacy(ctx: Context) -> str:
             else ""
         ),
         f"- You are opted {'out: I store nothing of yours' if out else 'in'}.",
+        *(
+            ["- This bot's admins have blocked you: I don't answer you or keep what you say."]
+            if bot.access.blocks(turn.message.speaker, turn.user_key)
+            else []
+        ),
         "- Training: "
         + (
             "you agreed that your messages and my replies to you may be used, with personal "
