@@ -14,7 +14,11 @@ then ``{"type": "reply", "text": ..., "failed": bool, "reaction": emoji or ""}``
 ``{"type": "reaction", "emoji": ...}``, ``{"type": "notice", "text": ...}`` (only this
 browser sees it: the privacy and moderation notices), ``{"type": "error", "text": ...}``
 for a frame it cannot read (the connection stays open), and unprompted replies
-(reminders) as ``reply``.
+(reminders) as ``reply``. On connecting, a page first gets
+``{"type": "history", "turns": [{"role": "user" or "assistant", "text": ...}, ...]}``:
+the conversation as the bot keeps it (since the last ``/reset``, the last
+:data:`HISTORY_TURNS` turns, redacted as stored), so a reopened page picks up where it
+left off.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "web"
 COOKIE = "socialbot_web"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+HISTORY_TURNS = 100
 
 
 @functools.cache
@@ -85,6 +90,10 @@ class WebChannel:
     async def error(self, text: str) -> None:
         """A frame that could not be taken (the connection stays open)."""
         await self._send({"type": "error", "text": text})
+
+    async def history(self, turns: list[tuple[str, str]]) -> None:
+        frame = [{"role": role, "text": text} for role, text in turns]
+        await self._send({"type": "history", "turns": frame})
 
     async def send(self, reply: Reply) -> None:
         frame = {"type": "reply", "text": reply.text, "failed": reply.failed}
@@ -193,6 +202,7 @@ class WebAdapter(PlatformAdapter):
         await socket.prepare(request)
         self._sockets[user].add(socket)
         try:
+            await self._send_history(user, WebChannel(socket))
             async for frame in socket:
                 if frame.type is WSMsgType.TEXT:
                     await self._on_frame(user, socket, frame.data)
@@ -203,6 +213,22 @@ class WebAdapter(PlatformAdapter):
             if not self._sockets[user]:
                 del self._sockets[user]
         return socket
+
+    async def _send_history(self, user: str, channel: WebChannel) -> None:
+        """What the bot keeps of this browser's conversation, read in its own scope."""
+        bot = self.bot
+        if bot is None:
+            return
+        place = place_of(user)
+        scope = bot.store.privacy.scope(Message(Speaker(PLATFORM, user), place, ""))
+        try:
+            turns = await bot.store.recent_turns(
+                bot.profile.name, place, scope, limit=HISTORY_TURNS
+            )
+        except Exception:  # the chat itself still works
+            log.exception("web: could not read a conversation's history")
+            return
+        await channel.history([(t.role.value, t.text) for t in turns])
 
     async def _on_frame(self, user: str, socket: web.WebSocketResponse, data: str) -> None:
         channel = WebChannel(socket)

@@ -49,6 +49,7 @@ class Browser:
         self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         self.socket: aiohttp.ClientWebSocketResponse | None = None
         self.set_cookie = ""
+        self.history: list[dict[str, str]] = []
 
     @property
     def cookie(self) -> str:
@@ -59,8 +60,17 @@ class Browser:
             assert response.status == 200
             page = await response.text()
             self.set_cookie = response.headers.get("Set-Cookie", "")
-        self.socket = await self.session.ws_connect(self.base + "ws")
+        await self.connect()
         return page
+
+    async def connect(self) -> None:
+        """The chat socket, whose first frame is the kept conversation."""
+        if self.socket is not None:
+            await self.socket.close()
+        self.socket = await self.session.ws_connect(self.base + "ws")
+        first = await asyncio.wait_for(self.socket.receive_json(), 10)
+        assert first["type"] == "history"
+        self.history = first["turns"]
 
     async def send(self, frame: Any) -> None:
         assert self.socket is not None
@@ -132,6 +142,28 @@ async def test_each_browser_is_a_person_of_its_own(
     exported = json.loads(await bob.say("/export"))
     assert "Pixel" not in json.dumps(exported)
     assert "Pixel" in json.dumps(json.loads(await ann.say("/export")))
+
+
+async def test_a_reopened_page_shows_the_conversation_the_bot_keeps(
+    browsers: list[Browser],
+) -> None:
+    ann, bob = browsers
+    await ann.open()
+    assert ann.history == []
+    await ann.say("my cat is called Pixel")
+    await ann.say("write to me at ann@example.org")
+    await ann.connect()  # the page reopened, or the connection came back
+    assert ann.history == [
+        {"role": "user", "text": "my cat is called Pixel"},
+        {"role": "assistant", "text": "echo: my cat is called Pixel"},
+        {"role": "user", "text": "write to me at [email]"},  # as kept: redacted
+        {"role": "assistant", "text": "echo: write to me at [email]"},
+    ]
+    await bob.open()
+    assert bob.history == []  # another browser sees none of it
+    await ann.say("/reset")
+    await ann.connect()
+    assert ann.history == []
 
 
 async def test_frames_it_cannot_read_get_an_error_and_the_chat_goes_on(
