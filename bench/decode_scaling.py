@@ -1,12 +1,12 @@
 """How llama.cpp's decoding scales with the number of sequences decoded together.
 
-    .venv/bin/python -m bench.decode_scaling [--threads 2 8] [--steps 40]
+    .venv/bin/python -m bench.decode_scaling [--threads 2 8] [--steps 40] [--model FILE.gguf]
 
 The ceiling for "N conversations at once" on the llama.cpp engine: ``llama_decode`` of
 one new token for each of 1, 4 and 8 sequences (each after a 40-token prompt), in a
 context made as the engine makes it (8 sequences sized for the companion profile, 1,792
 tokens today, each its own cache or one unified cache), on the embedded SmolLM2 GGUF
-file, without socialbot around it.
+file (or ``--model``), without socialbot around it.
 Prints JSON: milliseconds a step (median) and ``ceiling_8x``, the most 8 at once can
 gain over one alone in the decoding phase (8 x one step / the 8-sequence step).
 """
@@ -29,12 +29,12 @@ PARALLEL = 8
 PROMPT = 40
 
 
-def measure(threads: int, unified: bool, steps: int) -> dict[str, float]:
+def measure(threads: int, unified: bool, steps: int, path: str = "") -> dict[str, float]:
     import llama_cpp
     from llama_cpp import _internals
 
     model: Any = _internals.LlamaModel(
-        path_model=str(models.embedded_gguf().path),
+        path_model=path or str(models.embedded_gguf().path),
         params=llama_cpp.llama_model_default_params(),
         verbose=False,
     )
@@ -90,10 +90,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[2])
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--model", default="", help="a GGUF file (default: the embedded one)")
     args = parser.parse_args()
     results = {
         f"threads {threads}, kv_unified {str(unified).lower()}": measure(
-            threads, unified, args.steps
+            threads, unified, args.steps, args.model
         )
         for threads in args.threads
         for unified in (False, True)
