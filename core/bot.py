@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
@@ -80,6 +81,9 @@ class Bot:
         """Per platform, how to say something unprompted (adapters register themselves)."""
         self._admins = settings.admin_ids()
         self.access = Access(settings, store)
+        self.started = time.monotonic()
+        self.outcomes: Counter[str] = Counter()
+        """How this process's turns ended (see core.status.OUTCOMES)."""
 
     @classmethod
     async def open(

@@ -343,6 +343,7 @@ STAGES: tuple[tuple[str, Stage], ...] = (
 async def run(turn: Turn) -> TurnResult:
     """Take one turn through every stage."""
     where = turn.message.place.conversation
+    outcomes = turn.bot.outcomes
     for name, stage in STAGES:
         started = time.perf_counter()
         try:
@@ -350,16 +351,23 @@ async def run(turn: Turn) -> TurnResult:
         except EndTurn as end:
             log.info("turn in %s ended at %s: %s", where, name, end.reason)
             if end.reply is None:
+                outcomes["unanswered"] += 1
                 return TurnResult(None, end.reason)
+            outcomes["refused" if name == "guard" else "command"] += 1
             return await _answer(turn, end.reply, ended=end.reason)
         except UserError as error:
             log.info("turn in %s refused at %s: %s", where, name, error)
+            outcomes["refused"] += 1
             return await _answer(turn, str(error), ended=f"refused at {name}")
         except Exception:
             log.exception("stage %s failed in %s", name, where)
+            outcomes["error"] += 1
             return await _answer(turn, APOLOGY, ended=f"error at {name}", failed=True)
         finally:
             turn.timings[name] = time.perf_counter() - started
+    outcomes["model"] += 1
+    if turn.failed:
+        outcomes["model_failed"] += 1
     log.info(
         "turn in %s answered (%s)",
         where,

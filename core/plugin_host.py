@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from core import access, commands
+from core import access, commands, status
 from core.errors import ConfigError
 from core.plugins import (
     STOP,
@@ -247,10 +247,15 @@ class PluginHost:
         name, args = parsed
         if name in ("plugins", "plugin"):
             raise EndTurnWith(f"command /{name}", await self._admin(turn, name, args))
-        if name in access.COMMANDS:
+        if name in (*access.COMMANDS, "status"):
             if not self.bot.is_admin(turn.message.speaker):
                 raise EndTurnWith(f"/{name} refused", f"Only an admin of this bot can use /{name}.")
-            raise EndTurnWith(f"command /{name}", await self.bot.access.command(turn, name, args))
+            answer = (
+                status.describe(self.bot)
+                if name == "status"
+                else await self.bot.access.command(turn, name, args)
+            )
+            raise EndTurnWith(f"command /{name}", answer)
         command = next((c for c in self.commands() if c.name == name), None)
         if command is None:
             raise EndTurnWith(f"unknown command /{name}", f"I don't know /{name}. Try /help.")

@@ -23,4 +23,5 @@ async def help_(ctx: Context, command: str = "") -> str:
     if ctx.is_admin:
         lines.append("  /plugins, /plugin enable|disable|reload NAME - manage plugins (admin)")
         lines.append("  /access, /block WHO, /unblock WHO - who I answer (admin)")
+        lines.append("  /status - what I run, since when, and what I have done (admin)")
     return "\n".join(lines)

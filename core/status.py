@@ -1,0 +1,62 @@
+"""``/status`` for admins: what the bot runs, how long it has been up, what it has done
+since, and what it holds. Counts are of this process's turns (nothing is stored for
+them); the outcome of each turn is tallied by the pipeline."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import psutil
+
+if TYPE_CHECKING:
+    from core.bot import Bot
+
+OUTCOMES = {
+    "model": "replies from the model",
+    "model_failed": "of them apologies (the model failed or was busy)",
+    "command": "answered by commands and plugins",
+    "refused": "refused with a reason (too long, not allowed)",
+    "unanswered": "not answered (not meant for me, empty, blocked, stopped by a plugin)",
+    "error": "errors (logged)",
+}
+
+
+def describe(bot: Bot) -> str:
+    counts = bot.outcomes
+    model = bot.profile.model
+    lines = [
+        f"Profile {bot.profile.name}, up {_duration(time.monotonic() - bot.started)}.",
+        f"Model: {model.model} on {bot.generator.name}; emotion reading "
+        f"{'on' if bot.emotions is not None else 'off'}; long-term memory "
+        f"{'on' if bot.memory is not None else 'off'}.",
+        f"Platforms: {', '.join(sorted(bot.outboxes)) or 'none connected'}.",
+        "Since start: "
+        + "; ".join(f"{counts[key]:,} {label}" for key, label in OUTCOMES.items() if key in counts)
+        + ("." if counts else "nothing yet."),
+        f"Now: {_count(bot.busy_conversations, 'conversation')} in progress, this one included.",
+        f"Memory: {psutil.Process().memory_info().rss / 2**20:,.0f} MiB; database {_size(bot)}.",
+        f"Plugins running: {', '.join(sorted(bot.plugins.loaded)) or 'none'}.",
+    ]
+    return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _size(bot: Bot) -> str:
+    path = bot.store.path
+    files = [path, path.with_name(path.name + "-wal")]
+    total = sum(f.stat().st_size for f in files if f.exists())
+    return f"{total / 2**20:,.1f} MiB"
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return f"{int(seconds)} s"
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min"]
+    return " ".join(p for p in parts if p)
