@@ -73,8 +73,10 @@ def to_message(native: discord.Message, me: discord.abc.User) -> Message | None:
     else:
         text = native.content
     reference = native.reference
+    replied_to = ""
     if reference is not None and isinstance(reference.resolved, discord.Message):
         mentioned |= reference.resolved.author.id == me.id
+        replied_to = str(reference.resolved.author.id)
     text = re.sub(rf"<@!?{me.id}>\s?", "", text).strip()
     return Message(
         Speaker(
@@ -89,6 +91,7 @@ def to_message(native: discord.Message, me: discord.abc.User) -> Message | None:
         time=native.created_at,
         mentions_bot=mentioned,
         reply_to=str(reference.message_id) if reference and reference.message_id else "",
+        reply_to_user=replied_to,
         attachments=tuple(
             Attachment(a.filename, a.content_type or "", a.size, a.url) for a in native.attachments
         ),

@@ -94,6 +94,11 @@ def to_message(native: TgMessage, me: User) -> Message | None:
         time=native.date,
         mentions_bot=mentioned,
         reply_to=str(replied.message_id) if replied is not None else "",
+        reply_to_user=(
+            str(replied.from_user.id)
+            if replied is not None and replied.from_user is not None
+            else ""
+        ),
         attachments=tuple(attachments),
         raw=native,
     )

@@ -105,10 +105,16 @@ class Access:
         if name == "access":
             return self.describe()
         platform = turn.message.place.platform
+        replied = turn.message.reply_to_user
         try:
-            target = _target(args, platform)
+            target = (
+                (platform, replied) if replied and not args.strip() else _target(args, platform)
+            )
         except ValueError as error:
-            return f"{error}. Usage: /{name} WHO (a mention, a user id, or platform:user_id)"
+            return (
+                f"{error}. Usage: /{name} WHO (a mention, a user id, or platform:user_id), "
+                f"or reply to their message with /{name}"
+            )
         bot = turn.bot
         key = bot.store.privacy.user_key(*target)
         shown = f"{target[0]}:{target[1]}"
@@ -168,7 +174,8 @@ class Access:
                 + f"; blocked: {places(self.block_places)}.",
                 f"- Direct messages: {'on' if self.allow_dms else 'off'}.",
                 "Admins always pass; /privacy, /export and /forget work for everyone.",
-                "/block WHO and /unblock WHO (WHO: a mention, a user id, or platform:user_id).",
+                "/block WHO and /unblock WHO (WHO: a mention, a user id, or platform:user_id),"
+                " or reply to someone's message with /block.",
             ]
         )
 

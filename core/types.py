@@ -93,6 +93,8 @@ class Message:
     mentions_bot: bool = False
     """The message mentions the bot or replies to one of its messages (adapters set it)."""
     reply_to: str = ""
+    reply_to_user: str = ""
+    """Who wrote the message replied to, where the platform says (for /block by reply)."""
     attachments: tuple[Attachment, ...] = ()
     raw: Any = field(default=None, compare=False, repr=False)
 

@@ -135,6 +135,29 @@ async def test_in_a_guild_channel_mentions_and_replies_to_the_bot_are_answered(
     assert fake.texts()[-1] == "echo: User 1: thanks, and one more thing"
 
 
+@pytest.mark.parametrize("running", [{"admins": f"discord:{user(2)['id']}"}], indirect=True)
+async def test_an_admin_blocks_someone_by_replying_to_their_message(running: Running) -> None:
+    fake = running.fake
+    troll = fake.message("something nasty")
+    await fake.dispatch("MESSAGE_CREATE", troll)
+    block = fake.message(
+        "/block",
+        author=user(2),
+        type=19,
+        message_reference={"message_id": troll["id"], "channel_id": CHANNEL, "guild_id": GUILD},
+        referenced_message=troll,
+    )
+    await fake.dispatch("MESSAGE_CREATE", block)
+    await fake.wait_sent()
+    await fake.dispatch("MESSAGE_CREATE", addressed(fake, "hello?"))
+    await settled(running)
+    troll_id = user(1)["id"]
+    assert fake.texts() == [
+        f"Blocked discord:{troll_id}: I won't answer them or keep anything they say. "
+        f"/unblock discord:{troll_id} to undo."
+    ]
+
+
 async def test_a_thread_is_its_own_conversation_and_the_reply_lands_in_it(
     running: Running,
 ) -> None:

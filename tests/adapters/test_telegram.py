@@ -128,6 +128,27 @@ async def test_in_a_group_only_mentions_replies_and_commands_are_answered(
     assert texts[2].startswith("I'm companion") and "/privacy" in texts[2]
 
 
+@pytest.mark.parametrize("running", [{"admins": "telegram:1002"}], indirect=True)
+async def test_an_admin_blocks_someone_by_replying_to_their_message(running: Running) -> None:
+    fake, lounge = running.fake, group()
+    troll = fake.message("something nasty", chat=lounge)
+    fake.update(troll)
+    block = command("/block@sol_bot")
+    fake.update(
+        fake.message(
+            "/block@sol_bot", user=person(2), chat=lounge, entities=block, reply_to_message=troll
+        )
+    )
+    await fake.wait_for("sendMessage")
+    text = "@sol_bot hello?"
+    fake.update(fake.message(text, chat=lounge, entities=mention(text, "sol_bot")))
+    await settled(running)
+    assert fake.texts() == [
+        "Blocked telegram:1001: I won't answer them or keep anything they say. "
+        "/unblock telegram:1001 to undo."
+    ]
+
+
 async def test_forum_topics_are_threads_and_the_reply_stays_in_the_topic(
     running: Running,
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from core import testing
 from core.access import NO_DMS, NOT_ALLOWED
+from core.adapter import CollectingChannel
 from core.bot import Bot
 from core.errors import ConfigError
 from core.settings import PROJECT_BOTS_DIR, Settings, load_settings
@@ -115,6 +117,16 @@ async def test_admins_block_and_unblock_and_it_outlives_a_restart(tmp_path: Path
         assert await answer(bot, "/unblock <@!eve>", user="root") == "Unblocked test:eve."
         assert await answer(bot, "hi", user="eve") == "echo: hi"
         assert await answer(bot, "/unblock eve", user="root") == "test:eve is not blocked."
+
+
+async def test_admins_block_by_replying_to_a_message(tmp_path: Path) -> None:
+    async with testing.open_bot(tmp_path, admins=["root"]) as bot:
+        said = testing.message("/block", user="root", channel="lounge")
+        result = await bot.handle(replace(said, reply_to_user="eve"), CollectingChannel())
+        assert result.reply is not None and result.reply.text.startswith("Blocked test:eve")
+        assert await answer(bot, "hi", user="eve", channel="lounge") is None
+        usage = await answer(bot, "/unblock", user="root", channel="lounge") or ""
+        assert usage.endswith("or reply to their message with /unblock")
 
 
 async def test_a_block_in_the_settings_is_lifted_there_only(tmp_path: Path) -> None:
