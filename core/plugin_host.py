@@ -48,6 +48,8 @@ ENTRY_POINT_GROUP = "socialbot.plugins"
 BUILTIN_PACKAGE = "plugins"
 ESSENTIAL = frozenset({"privacy"})
 """Always on: people's control over their data does not depend on the operator."""
+CORE_COMMANDS = frozenset({"plugins", "plugin", "status", *access.COMMANDS})
+"""Answered by the core before any plugin's command of the same name."""
 
 
 class EndTurnWith(Exception):
@@ -179,10 +181,29 @@ class PluginHost:
             if not ok:
                 log.error("plugin %s did not start", loaded.plugin.name)
                 return False
+        self._warn_of_clashes(loaded.plugin)
         self.loaded[loaded.plugin.name] = loaded
         loaded.jobs = [self.bot.spawn(self._run_job(loaded, job)) for job in loaded.plugin.jobs]
         log.info("plugin %s started", loaded.plugin.name)
         return True
+
+    def _warn_of_clashes(self, plugin: Plugin) -> None:
+        """A command another plugin (or the core) already answers is never run: say so."""
+        owners = {c.name: o.plugin.name for o in self.loaded.values() for c in o.plugin.commands}
+        for command in plugin.commands:
+            if command.name in CORE_COMMANDS:
+                log.warning(
+                    "plugin %s: /%s is the core's own command; the plugin's is never run",
+                    plugin.name,
+                    command.name,
+                )
+            elif command.name in owners:
+                log.warning(
+                    "plugin %s: /%s is also plugin %s's, which answers it (loaded first)",
+                    plugin.name,
+                    command.name,
+                    owners[command.name],
+                )
 
     async def _stop(self, name: str) -> None:
         loaded = self.loaded.pop(name, None)
@@ -247,7 +268,7 @@ class PluginHost:
         name, args = parsed
         if name in ("plugins", "plugin"):
             raise EndTurnWith(f"command /{name}", await self._admin(turn, name, args))
-        if name in (*access.COMMANDS, "status"):
+        if name in CORE_COMMANDS:
             if not self.bot.is_admin(turn.message.speaker):
                 raise EndTurnWith(f"/{name} refused", f"Only an admin of this bot can use /{name}.")
             answer = (

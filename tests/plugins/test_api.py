@@ -223,6 +223,19 @@ async def test_bad_plugin_settings_or_a_missing_plugin_stop_the_start(tmp_path: 
             pass
 
 
+async def test_a_command_someone_else_answers_is_reported_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    plugins = ["help", "tests.plugins.clashing"]
+    async with testing.open_bot(tmp_path, plugins=plugins, admins=["root"]) as bot:
+        chat = testing.FakeAdapter(bot)
+        assert (await chat.say("/status", user="root")).startswith("Profile companion")
+        assert (await chat.say("/help")).startswith("I'm companion")
+    assert "plugin clashing: /status is the core's own command" in caplog.text
+    assert "plugin clashing: /help is also plugin help's, which answers it" in caplog.text
+
+
 def test_declarations_are_checked_when_written() -> None:
     plugin = Plugin("checks")
     with pytest.raises(TypeError, match="only the last argument can be Rest"):
