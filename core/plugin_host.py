@@ -266,16 +266,15 @@ class PluginHost:
         if parsed is None:
             return
         name, args = parsed
-        if name in ("plugins", "plugin"):
-            raise EndTurnWith(f"command /{name}", await self._admin(turn, name, args))
         if name in CORE_COMMANDS:
             if not self.bot.is_admin(turn.message.speaker):
                 raise EndTurnWith(f"/{name} refused", f"Only an admin of this bot can use /{name}.")
-            answer = (
-                status.describe(self.bot)
-                if name == "status"
-                else await self.bot.access.command(turn, name, args)
-            )
+            if name == "status":
+                answer = status.describe(self.bot)
+            elif name in access.COMMANDS:
+                answer = await self.bot.access.command(turn, name, args)
+            else:
+                answer = await self._admin(name, args)
             raise EndTurnWith(f"command /{name}", answer)
         command = next((c for c in self.commands() if c.name == name), None)
         if command is None:
@@ -336,9 +335,8 @@ class PluginHost:
                 raise EndTurnWith(f"answered by plugin {hook.plugin}", result)
 
     # --- admin ---------------------------------------------------------------------------
-    async def _admin(self, turn: Turn, name: str, args: str) -> str:
-        if not self.bot.is_admin(turn.message.speaker):
-            return f"Only an admin of this bot can use /{name}."
+    async def _admin(self, name: str, args: str) -> str:
+        """/plugins and /plugin ACTION NAME (the caller checked that an admin asks)."""
         if name == "plugins":
             available = sorted({*builtin_names(), *installed_names(), *self.loaded})
             lines = ["Plugins (+ running, - available):"]
