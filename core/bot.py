@@ -7,6 +7,7 @@ strictly in order; different conversations run concurrently.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -151,6 +152,10 @@ class Bot:
         """Run one message through the pipeline, after earlier ones of its conversation."""
         if self._closed:
             raise RuntimeError("the bot is closed")
+        if self.profile.groups.context == "person" and not message.place.is_private:
+            # each member's own conversation: keyed, stored and ordered apart
+            place = dataclasses.replace(message.place, person=message.speaker.user_id)
+            message = dataclasses.replace(message, place=place)
         turn = pipeline.Turn(self, message, channel)
         return await self._order.run(message.place.conversation, lambda: pipeline.run(turn))
 

@@ -209,6 +209,8 @@ class StoredPlace:
     channel: str
     thread: str
     private: bool
+    person: str = ""
+    """In a group kept per person: whose conversation (a keyed hash, like user_key)."""
 
 
 class Privacy:
@@ -236,7 +238,10 @@ class Privacy:
             if place.is_private
             else place.channel
         )
-        return StoredPlace(place.platform, place.workspace, channel, place.thread, place.is_private)
+        person = self.pseudonymize(place.platform, place.person) if place.person else ""
+        return StoredPlace(
+            place.platform, place.workspace, channel, place.thread, place.is_private, person
+        )
 
     def scope(self, message: Message) -> Scope:
         """The scope of recall for a message: decided by where it was said and by whom."""

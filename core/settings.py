@@ -323,6 +323,12 @@ class GroupSettings(_Strict):
     )
     keywords: tuple[str, ...] = Field(default=(), description="Words that call the bot.")
     answer_bots: bool = Field(default=False, description="Answer other bots (never itself).")
+    context: Literal["shared", "person"] = Field(
+        default="shared",
+        description="'shared': one conversation per channel or thread, which everyone "
+        "talking to the bot there adds to; 'person': each member has their own conversation "
+        "with the bot there (their own recent turns, /reset and summary).",
+    )
 
 
 class BotProfile(_Strict):

@@ -183,6 +183,36 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (platform, user_key)
     );
     """,
+    """
+    -- A group whose profile keeps a conversation per person ([groups] context = "person"):
+    -- each member's turns, resets and summary are their own. `person` is the member's
+    -- keyed hash there, '' everywhere else (a DM, or a group shared by everyone).
+    ALTER TABLE turns ADD COLUMN person TEXT NOT NULL DEFAULT '';
+    DROP INDEX turns_by_conversation;
+    CREATE INDEX turns_by_conversation
+        ON turns (bot, platform, workspace, channel, thread, person, id);
+    CREATE TABLE summaries_by_person (
+        id            INTEGER PRIMARY KEY,
+        bot           TEXT    NOT NULL,
+        platform      TEXT    NOT NULL,
+        workspace     TEXT    NOT NULL DEFAULT '',
+        channel       TEXT    NOT NULL,
+        thread        TEXT    NOT NULL DEFAULT '',
+        person        TEXT    NOT NULL DEFAULT '',
+        private       INTEGER NOT NULL CHECK (private IN (0, 1)),
+        user_key      TEXT    NOT NULL DEFAULT '',
+        text          TEXT    NOT NULL,
+        through_turn  INTEGER NOT NULL,
+        updated_at    REAL    NOT NULL,
+        UNIQUE (bot, platform, workspace, channel, thread, person)
+    );
+    INSERT INTO summaries_by_person (id, bot, platform, workspace, channel, thread, private,
+        user_key, text, through_turn, updated_at)
+        SELECT id, bot, platform, workspace, channel, thread, private, user_key, text,
+            through_turn, updated_at FROM summaries;
+    DROP TABLE summaries;
+    ALTER TABLE summaries_by_person RENAME TO summaries;
+    """,
 )
 
 
@@ -368,6 +398,10 @@ class Store:
             user_key,
         )
 
+    def _place_values(self, bot: str, message: Message) -> tuple[object, ...]:
+        """The values of ``_PLACE_COLUMNS`` for a turn row of ``message``."""
+        return (bot, *self.where_said(message), self.privacy.place(message.place).person)
+
     async def record_exchange(
         self,
         bot: str,
@@ -384,12 +418,12 @@ class Store:
         (the user's message is still kept); ``context`` and ``recalled`` are what
         the reply was generated from.
         """
-        where = (bot, *self.where_said(message))
+        where = self._place_values(bot, message)
         name = self.privacy.cipher.seal(message.speaker.display_name)
         async with self.transaction() as db:
             cursor = await db.execute(
                 f"INSERT INTO turns ({_PLACE_COLUMNS}, display_name, role, text, native_id,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'user', ?, ?, ?)",
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'user', ?, ?, ?)",
                 (*where, name, self.seal(message.text), message.id, message.time.timestamp()),
             )
             user_turn = cursor.lastrowid
@@ -399,7 +433,7 @@ class Store:
                 cursor = await db.execute(
                     f"INSERT INTO turns ({_PLACE_COLUMNS}, display_name, role, text, answers,"
                     " context, recalled, summary, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'assistant', ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'assistant', ?, ?, ?, ?, ?, ?)",
                     (
                         *where,
                         bot,
@@ -418,8 +452,9 @@ class Store:
         """The SQL condition selecting one conversation's rows (turns, summaries)."""
         stored = self.privacy.place(place)
         return (
-            "bot = ? AND platform = ? AND workspace = ? AND channel = ? AND thread = ?",
-            (bot, stored.platform, stored.workspace, stored.channel, stored.thread),
+            "bot = ? AND platform = ? AND workspace = ? AND channel = ? AND thread = ?"
+            " AND person = ?",
+            (bot, stored.platform, stored.workspace, stored.channel, stored.thread, stored.person),
         )
 
     async def recent_turns(
@@ -479,8 +514,8 @@ class Store:
         async with self.transaction() as db:
             cursor = await db.execute(
                 f"INSERT INTO turns ({_PLACE_COLUMNS}, role, text, native_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'reset', '', ?, ?)",
-                (bot, *self.where_said(message), message.id, time.time()),
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'reset', '', ?, ?)",
+                (*self._place_values(bot, message), message.id, time.time()),
             )
             where, key = self.conversation_where(bot, message.place)
             await db.execute(f"DELETE FROM summaries WHERE {where}", key)
@@ -535,5 +570,5 @@ def _ids(text: str) -> tuple[int, ...]:
     return tuple(json.loads(text))
 
 
-_PLACE_COLUMNS = "bot, platform, workspace, channel, thread, private, user_key"
+_PLACE_COLUMNS = "bot, platform, workspace, channel, thread, private, user_key, person"
 _COLUMNS = "id, role, user_key, display_name, text, created_at, context, recalled, summary, answers"

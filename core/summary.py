@@ -52,9 +52,10 @@ class Summaries:
         platform, workspace, channel, thread, private, user_key = self.store.where_said(message)
         async with self.store.transaction() as db:
             await db.execute(
-                "INSERT INTO summaries (bot, platform, workspace, channel, thread, private,"
-                " user_key, text, through_turn, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (bot, platform, workspace, channel, thread) DO UPDATE SET"
+                "INSERT INTO summaries (bot, platform, workspace, channel, thread, person,"
+                " private, user_key, text, through_turn, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (bot, platform, workspace, channel, thread, person) DO UPDATE SET"
                 " text = excluded.text, through_turn = excluded.through_turn,"
                 " updated_at = excluded.updated_at",
                 (
@@ -63,6 +64,7 @@ class Summaries:
                     workspace,
                     channel,
                     thread,
+                    self.store.privacy.place(message.place).person,
                     private,
                     user_key if private else "",
                     self.store.seal(text),

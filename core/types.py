@@ -35,7 +35,10 @@ class Place:
     """Where something was said.
 
     ``workspace`` is the Discord guild, Slack team or empty; ``thread`` is the
-    thread or forum topic inside ``channel``, or empty.
+    thread or forum topic inside ``channel``, or empty. ``person`` is set only in a
+    group whose profile keeps a conversation per person (``[groups] context =
+    "person"``): whose conversation with the bot this is, their user id. Replies go
+    to the channel and thread all the same.
     """
 
     platform: str
@@ -43,6 +46,7 @@ class Place:
     kind: PlaceKind
     workspace: str = ""
     thread: str = ""
+    person: str = ""
 
     @property
     def is_private(self) -> bool:
@@ -50,7 +54,9 @@ class Place:
 
     @property
     def conversation(self) -> ConversationKey:
-        return ConversationKey(self.platform, self.workspace, self.channel, self.thread)
+        return ConversationKey(
+            self.platform, self.workspace, self.channel, self.thread, self.person
+        )
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -61,12 +67,14 @@ class ConversationKey:
     workspace: str
     channel: str
     thread: str
+    person: str = ""
 
     def __str__(self) -> str:
         parts = [self.platform, self.workspace or "-", self.channel]
         if self.thread:
             parts.append(self.thread)
-        return "/".join(parts)
+        # whose conversation, without the user id (logs carry no user ids)
+        return "/".join(parts) + (" (one person's)" if self.person else "")
 
 
 @dataclass(frozen=True, slots=True)

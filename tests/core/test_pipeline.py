@@ -69,6 +69,42 @@ async def test_group_context_names_speakers(bot: Bot, fake: FakeGenerator) -> No
     assert contents == ["alice: I like tea", "echo: alice: I like tea", "bob: and I like coffee"]
 
 
+async def test_a_group_can_keep_a_conversation_per_person(
+    settings: Settings, profile: BotProfile
+) -> None:
+    groups = profile.groups.model_copy(update={"context": "person"})
+    fake = FakeGenerator()
+    async with await Bot.open(
+        settings,
+        profile.model_copy(update={"groups": groups}),
+        generator=fake,
+        embedder=FakeEmbedder(),
+        emotions=FakeEmotionReader(),
+    ) as bot:
+        await say(bot, "I like tea", user="alice", channel="lounge")
+        await say(bot, "and I like coffee", user="bob", channel="lounge")
+        # bob's window holds his own turns only
+        assert [m.content for m in fake.prompts[-1][1:]] == ["bob: and I like coffee"]
+        await say(bot, "green tea mostly", user="alice", channel="lounge")
+        assert [m.content for m in fake.prompts[-1][1:]] == [
+            "alice: I like tea",
+            "echo: alice: I like tea",
+            "alice: green tea mostly",
+        ]
+        # /reset starts only the speaker's conversation afresh
+        await say(bot, "/reset", user="bob", channel="lounge")
+        await say(bot, "still tea", user="alice", channel="lounge")
+        assert "alice: green tea mostly" in [m.content for m in fake.prompts[-1]]
+        await say(bot, "hi again", user="bob", channel="lounge")
+        assert [m.content for m in fake.prompts[-1][1:]] == ["bob: hi again"]
+        # /why answers from the speaker's own conversation
+        result, _ = await say(bot, "/why", user="bob", channel="lounge")
+        assert result.reply is not None and "hi again" in result.reply.text
+        # another channel, and DMs, are still conversations of their own
+        await say(bot, "elsewhere", user="alice", channel="garden")
+        assert [m.content for m in fake.prompts[-1][1:]] == ["alice: elsewhere"]
+
+
 async def test_reply_is_durable_before_it_is_sent(bot: Bot) -> None:
     seen: list[list[str]] = []
 

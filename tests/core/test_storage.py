@@ -105,6 +105,36 @@ async def test_migrates_an_old_database_forward(tmp_path: Path, privacy: Privacy
     await store.close()
 
 
+async def test_turns_and_summaries_of_a_database_before_per_person_groups_are_kept(
+    tmp_path: Path, privacy: Privacy
+) -> None:
+    path = tmp_path / "s.db"
+    before = len(MIGRATIONS) - 1  # the migration that added `person`
+    with sqlite3.connect(path) as db:
+        for version, script in enumerate(MIGRATIONS[:before], 1):
+            db.executescript(f"{script}\nPRAGMA user_version = {version};")
+        where = ("bot", "test", "", "lounge", "", 0, "k")
+        db.execute(
+            "INSERT INTO turns (bot, platform, workspace, channel, thread, private, user_key,"
+            " role, text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'user', 'hi all', 1.0)",
+            where,
+        )
+        db.execute(
+            "INSERT INTO summaries (bot, platform, workspace, channel, thread, private,"
+            " user_key, text, through_turn, updated_at) VALUES (?, ?, ?, ?, ?, ?, '',"
+            " 'they said hi', 1, 1.0)",
+            where[:6],
+        )
+    store = await open_store(path, privacy)
+    try:
+        assert await store.schema_version() == len(MIGRATIONS)
+        assert await recent(store, channel="lounge") == ["hi all"]
+        rows = await store.rows("SELECT text, person FROM summaries", ())
+        assert [tuple(r) for r in rows] == [("they said hi", "")]
+    finally:
+        await store.close()
+
+
 async def test_refuses_a_database_from_a_newer_version(tmp_path: Path, privacy: Privacy) -> None:
     path = tmp_path / "s.db"
     with sqlite3.connect(path) as db:
