@@ -75,8 +75,10 @@ def to_message(native: discord.Message, me: discord.abc.User) -> Message | None:
     reference = native.reference
     replied_to = ""
     if reference is not None and isinstance(reference.resolved, discord.Message):
-        mentioned |= reference.resolved.author.id == me.id
-        replied_to = str(reference.resolved.author.id)
+        if reference.resolved.author.id == me.id:
+            mentioned = True
+        else:  # whom an admin's /block by reply means; never the bot itself
+            replied_to = str(reference.resolved.author.id)
     text = re.sub(rf"<@!?{me.id}>\s?", "", text).strip()
     return Message(
         Speaker(

@@ -94,9 +94,11 @@ def to_message(native: TgMessage, me: User) -> Message | None:
         time=native.date,
         mentions_bot=mentioned,
         reply_to=str(replied.message_id) if replied is not None else "",
-        reply_to_user=(
+        reply_to_user=(  # whom an admin's /block by reply means; never the bot itself
             str(replied.from_user.id)
-            if replied is not None and replied.from_user is not None
+            if replied is not None
+            and replied.from_user is not None
+            and replied.from_user.id != me.id
             else ""
         ),
         attachments=tuple(attachments),

@@ -102,7 +102,8 @@ class Message:
     """The message mentions the bot or replies to one of its messages (adapters set it)."""
     reply_to: str = ""
     reply_to_user: str = ""
-    """Who wrote the message replied to, where the platform says (for /block by reply)."""
+    """Who wrote the message replied to, where the platform says (for /block by reply);
+    empty when it is the bot's own message."""
     attachments: tuple[Attachment, ...] = ()
     raw: Any = field(default=None, compare=False, repr=False)
 

@@ -151,11 +151,24 @@ async def test_an_admin_blocks_someone_by_replying_to_their_message(running: Run
     await fake.wait_sent()
     await fake.dispatch("MESSAGE_CREATE", addressed(fake, "hello?"))
     await settled(running)
+    # replying to the bot's own message does not name the bot
+    own = fake.message("something the bot said", author=BOT_USER)
+    block_bot = fake.message(
+        "/block",
+        author=user(2),
+        type=19,
+        message_reference={"message_id": own["id"], "channel_id": CHANNEL, "guild_id": GUILD},
+        referenced_message=own,
+    )
+    await fake.dispatch("MESSAGE_CREATE", block_bot)
+    await fake.wait_sent(2)
+    await settled(running)
     troll_id = user(1)["id"]
-    assert fake.texts() == [
+    assert fake.texts()[0] == (
         f"Blocked discord:{troll_id}: I won't answer them or keep anything they say. "
         f"/unblock discord:{troll_id} to undo."
-    ]
+    )
+    assert len(fake.texts()) == 2 and "Usage: /block WHO" in fake.texts()[1]
 
 
 async def test_a_thread_is_its_own_conversation_and_the_reply_lands_in_it(

@@ -143,10 +143,19 @@ async def test_an_admin_blocks_someone_by_replying_to_their_message(running: Run
     text = "@sol_bot hello?"
     fake.update(fake.message(text, chat=lounge, entities=mention(text, "sol_bot")))
     await settled(running)
-    assert fake.texts() == [
+    # replying to the bot's own message does not name the bot
+    own = fake.message("something the bot said", user=BOT, chat=lounge)
+    fake.update(
+        fake.message(
+            "/block@sol_bot", user=person(2), chat=lounge, entities=block, reply_to_message=own
+        )
+    )
+    await settled(running)
+    assert fake.texts()[0] == (
         "Blocked telegram:1001: I won't answer them or keep anything they say. "
         "/unblock telegram:1001 to undo."
-    ]
+    )
+    assert len(fake.texts()) == 2 and "Usage: /block WHO" in fake.texts()[1]
 
 
 async def test_forum_topics_are_threads_and_the_reply_stays_in_the_topic(
