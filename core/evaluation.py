@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from core._files import read_lines
 from core.errors import ConfigError
-from core.memory import Embedder, LongTermMemory
+from core.memory import Embedder, LongTermMemory, worth_remembering
 from core.privacy import Cipher, Privacy, Pseudonymizer
 from core.settings import MemorySettings
 from core.storage import Store
@@ -107,13 +107,17 @@ async def evaluate_memory(
                 scope = privacy.scope(message)
                 base = time.time() - 86400 * 365
                 times = [_timestamp(t.time, base + 86400 * t.session) for t in conversation.turns]
-                vectors = await embedder.embed([t.text for t in conversation.turns])
+                # what the product keeps: small talk is not remembered (worth_remembering)
+                kept = [
+                    (t, when)
+                    for t, when in zip(conversation.turns, times, strict=True)
+                    if worth_remembering(t.text)
+                ]
+                vectors = await embedder.embed([t.text for t, _ in kept])
                 ids = await memory.add_many(
-                    message,
-                    [(t.text, times[i], None) for i, t in enumerate(conversation.turns)],
-                    vectors,
+                    message, [(t.text, when, None) for t, when in kept], vectors
                 )
-                turn_of = dict(zip(ids, (t.id for t in conversation.turns), strict=True))
+                turn_of = dict(zip(ids, (t.id for t, _ in kept), strict=True))
                 now = max(times, default=base)
                 questions = await embedder.embed([q.q for q in conversation.questions])
                 for question, vector in zip(conversation.questions, questions, strict=True):

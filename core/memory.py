@@ -127,6 +127,25 @@ class FakeEmbedder(Embedder):
         return out
 
 
+# Words that say nothing to remember on their own: greetings, thanks, assent, laughter.
+_PHATIC = frozenset(
+    "hi hello hey hiya heya yo sup ok okay k kk yes yeah yea yep yup no nope nah sure "
+    "thanks thank you thx ty np welcome lol lmao rofl cool nice great good awesome bye "
+    "goodbye cya night morning evening gm gn hmm hm mhm oh ah aw wow right alright fine "
+    "me too same please pls so much very really".split()
+)
+_LAUGHTER = re.compile(r"a?(?:h[aei])+h?|x?d+")
+
+
+def worth_remembering(text: str) -> bool:
+    """Whether ``text`` is kept as a long-term memory: anything but a message of only
+    greetings, thanks, assent or laughter ("hi!", "ok thanks", "haha yes", an emoji).
+    Those tell the model nothing later, and every search would find them alike; they
+    stay in the conversation's history all the same."""
+    words = re.findall(r"[^\W_]+(?:'[^\W_]+)?", text.lower())
+    return any(w not in _PHATIC and not _LAUGHTER.fullmatch(w) for w in words)
+
+
 @dataclass(frozen=True, slots=True)
 class Recollection:
     id: int

@@ -28,7 +28,7 @@ from core.emotion import policy
 from core.emotion.labels import Reading
 from core.emotion.policy import Decision
 from core.errors import BackendError, BusyError, UserError
-from core.memory import Vectors
+from core.memory import Vectors, worth_remembering
 from core.plugin_host import EndTurnWith
 from core.privacy import Scope, redact
 from core.settings import GroupSettings
@@ -303,7 +303,7 @@ async def remember(turn: Turn) -> None:
             summary=turn.summary.through_turn if turn.summary and context.summary_used else None,
         )
         user_turn = stored[0]
-        if bot.memory is not None and turn.vector is not None:
+        if bot.memory is not None and turn.vector is not None and worth_remembering(turn.text):
             await bot.memory.add(message, turn.text, turn.vector, turn_id=user_turn)
         if turn.emotion is not None:
             await bot.emotion_history.add(message, turn.emotion, user_turn)

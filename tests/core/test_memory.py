@@ -6,10 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.memory import FakeEmbedder, LongTermMemory
+from core import testing
+from core.bot import Bot
+from core.memory import FakeEmbedder, LongTermMemory, worth_remembering
 from core.privacy import Privacy
 from core.storage import Store
 from core.testing import message
+from core.types import Role
 
 
 @pytest.fixture
@@ -71,3 +74,23 @@ async def test_a_memory_whose_turn_is_rolled_back_leaves_the_index(
     found = await memory.search(scope, cats, min_similarity=0.5)
     assert [m.text for m in found] == []
     assert np.isclose((await memory.search(scope, taxes))[0].similarity, 1.0)
+
+
+def test_only_greetings_thanks_assent_and_laughter_are_not_worth_remembering() -> None:
+    for text in ("hi!", "ok thanks", "haha yes", "Hehe", "lol ok", "😂", "Good morning!", "no"):
+        assert not worth_remembering(text), text
+    for text in ("I am vegan", "my cat is called Miso", "hi, I'm Ann", "Dad", "thanks for the tea"):
+        assert worth_remembering(text), text
+
+
+async def test_the_pipeline_keeps_no_memory_of_small_talk(bot: Bot) -> None:
+    for text in ("hi!", "my cat is called Miso", "haha ok"):
+        await testing.say(bot, text)
+    rows = await bot.store.rows("SELECT text FROM memories ORDER BY id", ())
+    assert [r[0] for r in rows] == ["my cat is called Miso"]
+    turns = await testing.history(bot, testing.message(""))
+    assert [t.text for t in turns if t.role is Role.USER] == [
+        "hi!",
+        "my cat is called Miso",
+        "haha ok",
+    ]
