@@ -5,8 +5,10 @@
 person of its own: the page gives it a random token in a cookie (HttpOnly,
 SameSite=Strict), and its messages are a direct message from a hash of that token (the
 token itself is never logged or stored), so two browsers never share a conversation or a
-memory scope. Anyone who can reach the port can chat: there are no
-accounts, so keep it on loopback or behind something that asks who people are.
+memory scope. There are no accounts: on loopback that is fine; where others can reach
+the port, set ``SOCIALBOT_WEB_PASSWORD``. Then the page first asks for it, and a browser
+that gave it carries a second cookie, an HMAC of its own id keyed with the password, which
+the page and the WebSocket check (changing the password signs every browser out).
 
 The WebSocket speaks JSON. In: ``{"text": "..."}``. Out, for each message:
 ``{"type": "typing"}``, then ``{"type": "piece", "text": ...}`` as the reply streams,
@@ -28,6 +30,7 @@ import contextlib
 import errno
 import functools
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -50,6 +53,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "web"
 COOKIE = "socialbot_web"
+PASS_COOKIE = "socialbot_web_pass"
+WRONG_PASSWORD_DELAY = 1.0  # seconds, against guessing
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 HISTORY_TURNS = 100
 
@@ -116,6 +121,7 @@ class WebAdapter(PlatformAdapter):
         host, port = self.settings.web_host, self.settings.web_port
         app = web.Application(client_max_size=1 << 16)
         app.router.add_get("/", self._on_page)
+        app.router.add_post("/login", self._on_login)
         app.router.add_get("/ws", self._on_socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -131,8 +137,26 @@ class WebAdapter(PlatformAdapter):
                 "set SOCIALBOT_WEB_PORT (or SOCIALBOT_WEB_HOST) to another"
             ) from None
         self.port = bound_port(site)
-        if host not in LOOPBACK:
-            log.warning("web: listening on %s: anyone who can reach it can chat with the bot", host)
+        if host not in LOOPBACK and not self._password:
+            log.warning(
+                "web: listening on %s: anyone who can reach it can chat with the bot "
+                "(set SOCIALBOT_WEB_PASSWORD to ask for a password)",
+                host,
+            )
+
+    @property
+    def _password(self) -> bytes:
+        return self.settings.web_password.get_secret_value().encode()
+
+    def _signed_in(self, request: web.Request, cookie: str) -> bool:
+        """No password is set, or this browser gave it (its pass cookie matches)."""
+        if not self._password:
+            return True
+        given = request.cookies.get(PASS_COOKIE, "")
+        return bool(cookie) and hmac.compare_digest(given, self._pass_for(cookie))
+
+    def _pass_for(self, cookie: str) -> str:
+        return hmac.new(self._password, cookie.encode(), hashlib.sha256).hexdigest()
 
     async def start(self, bot: Bot) -> None:
         await super().start(bot)
@@ -169,13 +193,12 @@ class WebAdapter(PlatformAdapter):
     # --- HTTP ------------------------------------------------------------------------------
 
     async def _on_page(self, request: web.Request) -> web.Response:
-        response = web.Response(text=_page(), content_type="text/html")
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-            "connect-src 'self'"
-        )
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        if not _cookie(request):
+        cookie = _cookie(request)
+        if self._signed_in(request, cookie):
+            response = _html(_page())
+        else:
+            response = _html(_login_page())  # the chat only once the password is given
+        if not cookie:
             response.set_cookie(
                 COOKIE,
                 secrets.token_urlsafe(24),
@@ -186,6 +209,27 @@ class WebAdapter(PlatformAdapter):
             )
         return response
 
+    async def _on_login(self, request: web.Request) -> web.Response:
+        cookie = _cookie(request)
+        form = await request.post()
+        given = str(form.get("password", "")).encode()
+        if not cookie or not self._password:
+            return _see_page()  # open the page first (it sets the id); or no password is set
+        if not hmac.compare_digest(given, self._password):
+            log.warning("web: a wrong password was given")
+            await asyncio.sleep(WRONG_PASSWORD_DELAY)
+            return _html(_login_page(wrong=True), status=403)
+        response = _see_page()
+        response.set_cookie(
+            PASS_COOKIE,
+            self._pass_for(cookie),
+            max_age=365 * 86400,
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+        )
+        return response
+
     async def _on_socket(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if origin and urlsplit(origin).netloc != request.host:
@@ -194,6 +238,8 @@ class WebAdapter(PlatformAdapter):
         cookie = _cookie(request)
         if not cookie:
             return web.Response(status=401, text="open the chat page first: it sets your id")
+        if not self._signed_in(request, cookie):
+            return web.Response(status=401, text="open the chat page and give the password")
         user = user_id(cookie)
         # room for the longest message the bot takes, in UTF-8 and JSON escapes, so that a
         # long one gets the bot's own "too long" answer rather than a closed connection
@@ -253,6 +299,36 @@ class WebAdapter(PlatformAdapter):
         task = asyncio.create_task(self.deliver(message, channel))
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
+
+
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", headers=_HEADERS)
+
+
+def _see_page() -> web.Response:
+    return web.Response(status=303, headers={"Location": "/"})
+
+
+def _login_page(wrong: bool = False) -> str:
+    note = '<p class="wrong">That is not the password.</p>' if wrong else ""
+    return (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        "<title>socialbot</title><style>body{font:16px system-ui,sans-serif;max-width:22rem;"
+        "margin:15vh auto;padding:0 1rem}input,button{font:inherit;padding:.4rem}"
+        ".wrong{color:#b00}</style><h1>socialbot</h1>"
+        f"<p>This chat asks for a password.</p>{note}"
+        '<form method=post action="/login"><input type=password name=password '
+        "autocomplete=current-password aria-label=Password autofocus required> "
+        "<button>Chat</button></form></html>"
+    )
 
 
 def user_id(cookie: str) -> str:

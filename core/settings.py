@@ -180,9 +180,15 @@ class Settings(BaseSettings):
     web_host: str = Field(
         default="127.0.0.1",
         description="Where `socialbot web` listens (127.0.0.1: this machine only; there "
-        "are no accounts, so anyone who can reach it can chat).",
+        "are no accounts, so anyone who can reach it can chat, unless SOCIALBOT_WEB_PASSWORD "
+        "is set).",
     )
     web_port: int = Field(default=8080, ge=0, le=65535, description="Its port (0: any free).")
+    web_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="When set, the page asks for it before anyone can chat (for a web chat "
+        "that others on the network can reach); empty: no password.",
+    )
 
     def admin_ids(self) -> frozenset[tuple[str, str]]:
         return id_pairs(self.admins)

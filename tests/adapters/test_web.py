@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 from yarl import URL
 
 from adapters.runner import serve
@@ -204,6 +205,51 @@ async def test_no_cookie_or_another_sites_page_is_refused(web: WebAdapter) -> No
         assert refused.value.status == 403
     finally:
         await browser.close()
+
+
+async def test_with_a_password_set_only_browsers_that_gave_it_can_chat(
+    bot: Bot, settings: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("adapters.web.WRONG_PASSWORD_DELAY", 0.0)
+    password = "correct horse battery staple"
+    adapter = WebAdapter(
+        settings.model_copy(update={"web_port": 0, "web_password": SecretStr(password)})
+    )
+    await adapter.login()
+    await adapter.start(bot)
+    browser, other = Browser(adapter.url), Browser(adapter.url)
+    try:
+        async with browser.session.get(adapter.url) as response:
+            page = await response.text()
+        assert "type=password" in page and "/ws" not in page  # the login form, not the chat
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await browser.session.ws_connect(adapter.url + "ws")
+        assert refused.value.status == 401
+
+        login = adapter.url + "login"
+        async with browser.session.post(login, data={"password": "guess"}) as response:
+            assert response.status == 403 and "not the password" in await response.text()
+        async with browser.session.post(login, data={"password": password}) as response:
+            assert response.status == 200 and "/ws" in await response.text()  # back to the chat
+        await browser.connect()
+        assert await browser.say("hello there") == "echo: hello there"
+
+        # the pass is this browser's own: another id with a copied pass cookie gets nothing
+        async with other.session.get(adapter.url) as response:
+            assert "/ws" not in await response.text()
+        stolen = browser.session.cookie_jar.filter_cookies(URL(adapter.url))["socialbot_web_pass"]
+        other.session.cookie_jar.update_cookies(
+            {"socialbot_web_pass": stolen.value}, URL(adapter.url)
+        )
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await other.session.ws_connect(adapter.url + "ws")
+        assert password not in caplog.text
+    finally:
+        await browser.close()
+        await other.close()
+        await adapter.stop_intake()
+        await bot.idle()
+        await adapter.close()
 
 
 async def test_reminders_and_other_unprompted_replies_reach_the_browser(
