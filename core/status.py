@@ -31,6 +31,7 @@ def describe(bot: Bot) -> str:
         f"{'on' if bot.emotions is not None else 'off'}; long-term memory "
         f"{'on' if bot.memory is not None else 'off'}.",
         f"Platforms: {', '.join(sorted(bot.outboxes)) or 'none connected'}.",
+        _groups(bot),
         "Since start: "
         + "; ".join(f"{counts[key]:,} {label}" for key, label in OUTCOMES.items() if key in counts)
         + ("." if counts else "nothing yet."),
@@ -39,6 +40,21 @@ def describe(bot: Bot) -> str:
         f"Plugins running: {', '.join(sorted(bot.plugins.loaded)) or 'none'}.",
     ]
     return "\n".join(lines)
+
+
+def _groups(bot: Bot) -> str:
+    groups = bot.profile.groups
+    when = {
+        "mention": "when mentioned, replied to or given a command",
+        "keyword": "when mentioned, replied to, given a command or called by a keyword",
+        "always": "every message",
+    }[groups.answer]
+    kept = (
+        "each member has their own conversation"
+        if groups.context == "person"
+        else "one conversation per channel or thread"
+    )
+    return f"In groups: answers {when}; {kept}."
 
 
 def _count(n: int, noun: str) -> str:

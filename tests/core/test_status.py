@@ -29,6 +29,10 @@ async def test_status_tallies_how_turns_ended_and_what_the_bot_holds(tmp_path: P
     assert lines[0].startswith("Profile companion, up ")
     assert lines[1] == "Model: embedded on fake; emotion reading on; long-term memory on."
     assert lines[2] == "Platforms: test."
+    assert lines.pop(3) == (
+        "In groups: answers when mentioned, replied to or given a command; "
+        "one conversation per channel or thread."
+    )
     assert lines[3] == (
         "Since start: 2 replies from the model; 2 answered by commands and plugins; "
         "1 refused with a reason (too long, not allowed); 1 not answered (not meant for "
