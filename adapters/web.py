@@ -153,7 +153,9 @@ class WebAdapter(PlatformAdapter):
         if not self._password:
             return True
         given = request.cookies.get(PASS_COOKIE, "")
-        return bool(cookie) and hmac.compare_digest(given, self._pass_for(cookie))
+        return (
+            bool(cookie) and given.isascii() and hmac.compare_digest(given, self._pass_for(cookie))
+        )
 
     def _pass_for(self, cookie: str) -> str:
         return hmac.new(self._password, cookie.encode(), hashlib.sha256).hexdigest()
