@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from core.errors import ConfigError
 from core.privacy import Privacy
 from core.storage import MIGRATIONS, Store
+from core.summary import Summaries
 from core.testing import message
 from core.types import Role
 
@@ -204,3 +206,34 @@ async def test_a_transaction_nested_in_the_same_task_is_part_of_the_outer_one(
         await store.record_exchange("bot", message("hello again"), "hi")
     assert await recent(store) == ["hello again", "hi"] and rolled_back == ["yes"]
     await store.close()
+
+
+async def test_each_member_of_a_group_kept_per_person_has_a_summary_of_their_own(
+    tmp_path: Path, privacy: Privacy
+) -> None:
+    store = await open_store(tmp_path / "s.db", privacy)
+    try:
+        summaries = Summaries(store)
+        shared = message("", user="alice", channel="lounge")
+        alice = replace(shared, place=replace(shared.place, person="alice"))
+        bob = message("", user="bob", channel="lounge")
+        bob = replace(bob, place=replace(bob.place, person="bob"))
+        scope = privacy.scope(shared)  # recall in the channel: the same for all three
+        await summaries.save("bot", alice, "Alice talked about tea.", 2)
+        await summaries.save("bot", bob, "Bob talked about coffee.", 4)
+        await summaries.save("bot", shared, "The room talked.", 6)
+        found = [await summaries.current("bot", m, scope) for m in (alice, bob, shared)]
+        assert [s.text if s else None for s in found] == [
+            "Alice talked about tea.",
+            "Bob talked about coffee.",
+            "The room talked.",
+        ]
+        await store.reset("bot", bob)  # /reset drops only bob's
+        found = [await summaries.current("bot", m, scope) for m in (alice, bob, shared)]
+        assert [s.text if s else None for s in found] == [
+            "Alice talked about tea.",
+            None,
+            "The room talked.",
+        ]
+    finally:
+        await store.close()
