@@ -96,6 +96,19 @@ def addressed(fake: FakeDiscord, text: str, **more: Any) -> dict[str, Any]:
     return fake.message(f"<@{BOT_USER['id']}> {text}", mentions=[BOT_USER], **more)
 
 
+def reply_to(
+    fake: FakeDiscord, original: dict[str, Any], text: str, **extra: Any
+) -> dict[str, Any]:
+    """A message in the channel that replies to ``original`` (Discord's type 19)."""
+    return fake.message(
+        text,
+        type=19,
+        message_reference={"message_id": original["id"], "channel_id": CHANNEL, "guild_id": GUILD},
+        referenced_message=original,
+        **extra,
+    )
+
+
 async def test_a_direct_message_is_answered_as_a_reply_after_typing(running: Running) -> None:
     fake = running.fake
     sent = fake.message("hello there", channel=DM_CHANNEL, guild=False)
@@ -123,12 +136,7 @@ async def test_in_a_guild_channel_mentions_and_replies_to_the_bot_are_answered(
     assert fake.texts() == ["echo: User 1: what do you think?"]
 
     earlier = fake.message("an earlier answer", author=BOT_USER)
-    reply = fake.message(
-        "thanks, and one more thing",
-        type=19,
-        message_reference={"message_id": earlier["id"], "channel_id": CHANNEL, "guild_id": GUILD},
-        referenced_message=earlier,
-    )
+    reply = reply_to(fake, earlier, "thanks, and one more thing")
     await fake.dispatch("MESSAGE_CREATE", reply)
     await fake.wait_sent(2)
     await settled(running)
@@ -140,27 +148,13 @@ async def test_an_admin_blocks_someone_by_replying_to_their_message(running: Run
     fake = running.fake
     troll = fake.message("something nasty")
     await fake.dispatch("MESSAGE_CREATE", troll)
-    block = fake.message(
-        "/block",
-        author=user(2),
-        type=19,
-        message_reference={"message_id": troll["id"], "channel_id": CHANNEL, "guild_id": GUILD},
-        referenced_message=troll,
-    )
-    await fake.dispatch("MESSAGE_CREATE", block)
+    await fake.dispatch("MESSAGE_CREATE", reply_to(fake, troll, "/block", author=user(2)))
     await fake.wait_sent()
     await fake.dispatch("MESSAGE_CREATE", addressed(fake, "hello?"))
     await settled(running)
     # replying to the bot's own message does not name the bot
     own = fake.message("something the bot said", author=BOT_USER)
-    block_bot = fake.message(
-        "/block",
-        author=user(2),
-        type=19,
-        message_reference={"message_id": own["id"], "channel_id": CHANNEL, "guild_id": GUILD},
-        referenced_message=own,
-    )
-    await fake.dispatch("MESSAGE_CREATE", block_bot)
+    await fake.dispatch("MESSAGE_CREATE", reply_to(fake, own, "/block", author=user(2)))
     await fake.wait_sent(2)
     await settled(running)
     troll_id = user(1)["id"]
