@@ -169,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only tune the thresholds of the weights in OUT on dev, and score them",
     )
+    train_emotion.add_argument(
+        "--emoji-names",
+        action="store_true",
+        help="spell emoji out by name (the encoder has none in its vocabulary), in training "
+        "and whenever these weights read; the shipped weights' emoji/ network was trained so",
+    )
 
     from core.chat_training.cli import add_parsers
 
@@ -289,6 +295,7 @@ def _emotion_commands(args: argparse.Namespace) -> int:
                     "limit",
                     "resume",
                     "tune_only",
+                    "emoji_names",
                 )
             }
             report = train(TrainConfig(**options))

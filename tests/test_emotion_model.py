@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from core.emotion.classifier import WEIGHTS, EmotionClassifier
+from core.emotion.classifier import EMOJI_EXPERT, WEIGHTS, EmotionClassifier, reads_emoji_names
 from core.emotion.labels import LABELS
 from core.emotion.training import TrainConfig, train
 
@@ -60,6 +61,69 @@ def test_a_short_training_run_learns_saves_and_resumes(tmp_path: Path) -> None:
     again = train(TrainConfig(**{**config.__dict__, "tune_only": True}))
     assert (tmp_path / "run" / "ekman_thresholds.json").is_file()
     assert again["dev_history"] == history and again["test"] == second["test"]
+
+
+def test_training_with_emoji_names_records_it_for_reading_and_tuning(tmp_path: Path) -> None:
+    from core.emotion.text import has_emoji
+
+    data = tmp_path / "data"  # small splits, half of each with emoji
+    data.mkdir()
+    for split in ("train", "dev"):
+        lines = (DATA / f"{split}.tsv").read_text().splitlines(True)
+        emoji = [line for line in lines if has_emoji(line)][:24]
+        (data / f"{split}.tsv").write_text("".join(emoji + lines[:24]))
+    config = TrainConfig(
+        data=data, out=tmp_path / "run", epochs=2, batch_size=8, lr=3e-3, emoji_names=True
+    )
+    report = train(config)
+    assert reads_emoji_names(tmp_path / "run")
+    assert report["config"]["emoji_names"] is True
+    # --tune-only on those weights spells emoji out as they were trained, without the flag
+    again = train(TrainConfig(data=data, out=tmp_path / "run", tune_only=True))
+    assert again["dev_tuned"] == report["dev_tuned"]
+    (tmp_path / "run" / "input.json").write_text('{"emoji": "raw"}')  # and raw text differs
+    raw = train(TrainConfig(data=data, out=tmp_path / "run", tune_only=True))
+    assert raw["dev_tuned"] != report["dev_tuned"]
+
+
+@pytest.fixture(scope="module")
+def shipped() -> EmotionClassifier:
+    classifier = EmotionClassifier()
+    classifier.load()
+    return classifier
+
+
+@pytest.fixture(scope="module")
+def without_emoji_network(tmp_path_factory: pytest.TempPathFactory) -> EmotionClassifier:
+    folder = tmp_path_factory.mktemp("main-only")
+    for path in WEIGHTS.iterdir():
+        if path.is_file():
+            shutil.copy(path, folder / path.name)
+    return EmotionClassifier(folder)
+
+
+def test_messages_of_emoji_are_read_by_the_network_trained_on_their_names(
+    shipped: EmotionClassifier, without_emoji_network: EmotionClassifier
+) -> None:
+    assert (WEIGHTS / EMOJI_EXPERT / "adapter_config.json").is_file()
+    texts = ["😢😢", "😡", "😱", "😂😂😂"]
+    assert [r.ekman for r in shipped.read_now(texts)] == ["sadness", "anger", "fear", "joy"]
+    # the main network has no emoji in its vocabulary: to it they are all one unknown token
+    assert {r.ekman for r in without_emoji_network.read_now(texts)} == {"neutral"}
+
+
+def test_routing_keeps_the_order_and_leaves_text_without_emoji_alone(
+    shipped: EmotionClassifier, without_emoji_network: EmotionClassifier
+) -> None:
+    texts = ["😢😢", "Yes!! I passed, I'm so happy!", "so angry right now 😡", "ok."]
+    together = shipped.read_now(texts)
+    alone = [shipped.read_now([text])[0] for text in texts]
+    plain = without_emoji_network.read_now([texts[1], texts[3]])
+    pairs = [*zip(together, alone, strict=True), *zip(together[1::2], plain, strict=True)]
+    for one, other in pairs:
+        # the same up to padding's rounding in a batch
+        assert one.labels == pytest.approx(other.labels, abs=1e-5)
+        assert (one.predicted, one.groups) == (other.predicted, other.groups)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

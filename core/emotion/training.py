@@ -29,10 +29,13 @@ from core.emotion.classifier import (
     build_network,
     load_network,
     probabilities,
+    reads_emoji_names,
     save_weights,
+    write_input,
     write_thresholds,
 )
 from core.emotion.labels import EKMAN, LABELS
+from core.emotion.text import spell_emoji
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ class TrainConfig:
     resume: bool = True
     encoder: str = "embedded"
     tune_only: bool = False
+    emoji_names: bool = False
 
 
 def read_split(path: Path, limit: int | None = None) -> tuple[list[str], list[list[int]]]:
@@ -172,8 +176,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
         return retune(config)
     torch.manual_seed(config.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    write_input(config.out, emoji_names=config.emoji_names)
     train_texts, train_gold = read_split(config.data / "train.tsv", config.limit)
     dev_texts, dev_gold = read_split(config.data / "dev.tsv", config.limit)
+    if config.emoji_names:
+        train_texts = [spell_emoji(text) for text in train_texts]
+        dev_texts = [spell_emoji(text) for text in dev_texts]
     net, tokenizer = build_network(
         config.encoder, lora_r=config.lora_r, lora_alpha=config.lora_alpha
     )
@@ -295,15 +303,17 @@ def _tune(config: TrainConfig, device: str, report: dict[str, Any]) -> dict[str,
     Ekman group), score dev and test with them, and write them with the report."""
     net, tokenizer = load_network(config.out, config.encoder)
     net.to(device)
+    # as these weights read: with emoji spelled out when they were trained so
+    prepare = spell_emoji if reads_emoji_names(config.out) else str
     dev_texts, dev_gold = read_split(config.data / "dev.tsv", config.limit)
-    dev = probabilities(net, tokenizer, dev_texts, device=device)
+    dev = probabilities(net, tokenizer, [prepare(t) for t in dev_texts], device=device)
     thresholds = tune_thresholds(dev, dev_gold)
     groups = tune_group_thresholds(dev, dev_gold)
     report["dev_tuned"] = scores(dev, dev_gold, thresholds, groups)
     test_file = config.data / "test.tsv"
     if test_file.is_file():
         test_texts, test_gold = read_split(test_file, config.limit)
-        test = probabilities(net, tokenizer, test_texts, device=device)
+        test = probabilities(net, tokenizer, [prepare(t) for t in test_texts], device=device)
         report["test"] = scores(test, test_gold, thresholds, groups)
     write_thresholds(config.out, thresholds, groups)
     (config.out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
