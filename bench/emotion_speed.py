@@ -21,6 +21,15 @@ from core.emotion.training import read_split
 TEST = Path(__file__).resolve().parent.parent / "data" / "goemotions" / "test.tsv"
 
 
+def cpu() -> str:
+    """The CPU's model name: timings differ by a third between this project's machines."""
+    info = Path("/proc/cpuinfo")
+    for line in info.read_text().splitlines() if info.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, default=WEIGHTS)
@@ -36,7 +45,8 @@ def main() -> None:
         classifier.read_now([text])
         single.append((time.perf_counter() - started) * 1000)
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"machine: {cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"weights: {args.weights}"
     )
     print("| batch | median per call | p95 per call | messages/s |")
     print("|---:|---:|---:|---:|")

@@ -126,6 +126,15 @@ def test_routing_keeps_the_order_and_leaves_text_without_emoji_alone(
         assert (one.predicted, one.groups) == (other.predicted, other.groups)
 
 
+def test_a_large_batch_is_run_by_length_but_read_in_order(shipped: EmotionClassifier) -> None:
+    lines = (DATA / "test_named.tsv").read_text().splitlines()[:40]
+    texts = [line.split("\t")[0] for line in lines]
+    assert len({len(text) for text in texts}) > 20  # lengths vary: the order changes
+    together = shipped.read_now(texts)
+    for text, reading in zip(texts, together, strict=True):
+        assert reading.labels == pytest.approx(shipped.read_now([text])[0].labels, abs=1e-5)
+
+
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "core", *args],
