@@ -1,6 +1,6 @@
 """Emotion reading speed: one message at a time (the per-turn cost) and batched.
 
-    .venv/bin/python bench/emotion_speed.py [--weights core/emotion/weights]
+    .venv/bin/python -m bench.emotion_speed [--weights core/emotion/weights]
 
 Targets (issue): at most 15 ms per message at the median with a batch of 1, and at
 least 200 messages/s batched, on the 2-core CPU.
@@ -15,19 +15,11 @@ import statistics
 import time
 from pathlib import Path
 
+from bench import cpu_name
 from core.emotion.classifier import WEIGHTS, EmotionClassifier
 from core.emotion.training import read_split
 
 TEST = Path(__file__).resolve().parent.parent / "data" / "goemotions" / "test.tsv"
-
-
-def cpu() -> str:
-    """The CPU's model name: timings differ by a third between this project's machines."""
-    info = Path("/proc/cpuinfo")
-    for line in info.read_text().splitlines() if info.exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -45,7 +37,7 @@ def main() -> None:
         classifier.read_now([text])
         single.append((time.perf_counter() - started) * 1000)
     print(
-        f"machine: {cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"weights: {args.weights}"
     )
     print("| batch | median per call | p95 per call | messages/s |")

@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 RAW = ROOT / "docs" / "results" / "benchmarks.json"
@@ -43,11 +45,7 @@ def run(module: str, *args: str) -> Any:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_name()
     memory = "?"
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal"):
