@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from core.batching import by_length
 from core.emotion.labels import EKMAN, LABELS, Reading, reading_from
 from core.emotion.reader import EmotionReader
 from core.emotion.text import has_emoji, spell_emoji
@@ -183,10 +184,9 @@ def probabilities(
     if not texts:
         return []
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    order = sorted(range(len(encoded)), key=lambda row: len(encoded[row]))
+    lengths = [len(ids) for ids in encoded]
     out: dict[int, list[float]] = {}
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for rows in by_length(range(len(encoded)), lengths, batch_size):
         batch = tokenizer.pad({"input_ids": [encoded[row] for row in rows]}, return_tensors="pt")
         out.update(zip(rows, _run(net, batch, device), strict=True))
     return [out[row] for row in range(len(encoded))]
