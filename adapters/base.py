@@ -4,10 +4,13 @@
   sentence boundaries and never inside a code block;
 - :class:`RecentIds`: remembers recently seen event ids, so a redelivered event is
   answered once;
-- :class:`EditingChannel`: a :class:`~core.adapter.ReplyChannel` that keeps a typing
+- :class:`EditingChannel`: a :class:`~core.channel.ReplyChannel` that keeps a typing
   indicator alive, streams the reply by editing one message no faster than the
   platform allows, and posts the finished reply in as many parts as it needs;
-- :class:`PlatformAdapter`: connect, take events in, stop taking them, close.
+- :class:`BotCore`: what an adapter drives (``core.bot.Bot`` is one);
+- :class:`PlatformAdapter`: connect, take events in, say things unprompted, stop taking
+  events in, close. The whole platform contract is here: nothing else of the core is
+  an adapter's business.
 """
 
 from __future__ import annotations
@@ -18,16 +21,19 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from aiohttp import web
 
-from core.types import Message, Reply
+from core.types import Message, Place, Reply
 
 if TYPE_CHECKING:
-    from core.adapter import ReplyChannel
-    from core.bot import Bot
+    from core.channel import ReplyChannel
+    from core.commands import CommandTable
     from core.settings import Settings
+    from core.storage import StoredTurn
+    from core.turn import TurnResult
 
 log = logging.getLogger(__name__)
 
@@ -232,22 +238,56 @@ class EditingChannel(abc.ABC, Generic[Handle]):
             self._typing = None
 
 
+Outbox = Callable[[Place, str], Awaitable[None]]
+"""How a platform says something unprompted (a reminder) in a place."""
+
+
+class BotCore(Protocol):
+    """What a platform adapter drives; :class:`core.bot.Bot` is one."""
+
+    @property
+    def commands(self) -> CommandTable:
+        """Every command there is (for a platform's command menu)."""
+        ...
+
+    async def handle(self, message: Message, channel: ReplyChannel) -> TurnResult:
+        """Run one turn; turns of one conversation run in the order handed in."""
+        ...
+
+    def connect(self, platform: str, outbox: Outbox) -> None:
+        """Say unprompted things on ``platform`` through ``outbox`` from now on."""
+        ...
+
+    async def history(self, sample: Message, *, limit: int) -> list[StoredTurn]:
+        """The stored turns of ``sample``'s conversation, in its speaker's scope."""
+        ...
+
+
 class PlatformAdapter(abc.ABC):
     """One platform's connection. The life cycle, driven by ``socialbot run``:
 
     ``await login()`` checks the credentials (a :class:`~core.errors.ConfigError` naming
-    the setting when they are refused); ``await start(bot)`` begins taking events in;
-    ``await stop_intake()`` stops that (turns in flight go on); ``await close()``
-    disconnects once the bot has finished its turns.
+    the setting when they are refused); ``await start(bot)`` registers :meth:`send_to`
+    with the bot and begins taking events in; ``await stop_intake()`` stops that (turns
+    in flight go on); ``await close()`` disconnects once the bot has finished its turns.
+
+    Each event the platform hands over is counted by :meth:`received` (with the time
+    of the last), whether or not it becomes a turn: that is how a test, or an operator,
+    knows an event has arrived.
     """
 
     platform: str = ""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.bot: Bot | None = None
+        self.bot: BotCore | None = None
         self.accepting = False
         self.seen = RecentIds()
+        self.events = 0
+        """Events received since start (duplicates and ones that are not messages too)."""
+        self.last_event_at: float | None = None
+        """When the last event was received (``time.time()``), if any."""
+        self._arrived = asyncio.Condition()
 
     @abc.abstractmethod
     async def login(self) -> None: ...
@@ -257,9 +297,31 @@ class PlatformAdapter(abc.ABC):
         """How the start-up line names it."""
         return self.platform
 
-    async def start(self, bot: Bot) -> None:
+    @abc.abstractmethod
+    async def send_to(self, place: Place, text: str) -> None:
+        """Say ``text`` in ``place`` unprompted (a reminder), split as the platform needs."""
+
+    async def start(self, bot: BotCore) -> None:
+        """Register with ``bot`` and take events in; subclasses connect after this."""
         self.bot = bot
+        bot.connect(self.platform, self.send_to)
         self.accepting = True
+
+    async def received(self) -> None:
+        """Count one event from the platform (call it first thing in each handler)."""
+        self.last_event_at = time.time()
+        async with self._arrived:
+            self.events += 1
+            self._arrived.notify_all()
+
+    async def wait_events(self, count: int, within: float = 10.0) -> None:
+        """Wait until ``count`` events have been received since start."""
+
+        async def enough() -> None:
+            async with self._arrived:
+                await self._arrived.wait_for(lambda: self.events >= count)
+
+        await asyncio.wait_for(enough(), within)
 
     async def stop_intake(self) -> None:
         self.accepting = False

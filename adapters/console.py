@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from core.adapter import CollectingChannel
 from core.bot import Bot
-from core.pipeline import TurnResult
+from core.channel import CollectingChannel
+from core.turn import TurnResult
 from core.types import Message, Place, PlaceKind, Reply, Speaker
 
 PLATFORM = "console"
@@ -109,7 +109,7 @@ async def interactive(bot: Bot, *, user: str, channel: str | None = None) -> Non
         out.write(f"\n{bot.profile.name}> {text}\nyou> ")
         out.flush()
 
-    bot.outboxes[PLATFORM] = unprompted
+    bot.connect(PLATFORM, unprompted)
     while True:
         try:
             text = await asyncio.to_thread(input, "you> ")

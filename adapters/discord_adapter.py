@@ -13,14 +13,13 @@ import asyncio
 import contextlib
 import logging
 import re
-from typing import Any
 
 import aiohttp
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 
-from adapters.base import EditingChannel, PlatformAdapter, split_text
+from adapters.base import BotCore, EditingChannel, PlatformAdapter, split_text
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Attachment, Message, Place, PlaceKind, Speaker
@@ -184,9 +183,8 @@ class DiscordAdapter(PlatformAdapter):
         for part in split_text(text, LIMIT):
             await channel.send(part)
 
-    async def start(self, bot: Any, *, wait_ready: float = 30.0) -> None:
+    async def start(self, bot: BotCore, *, wait_ready: float = 30.0) -> None:
         await super().start(bot)
-        bot.outboxes[PLATFORM] = self.send_to
         self._connection = asyncio.create_task(self.client.connect(reconnect=True))
         ready = asyncio.create_task(self.client.wait_until_ready())
         done, _ = await asyncio.wait(
@@ -207,6 +205,7 @@ class DiscordAdapter(PlatformAdapter):
             log.info("discord: connected as %s", self.client.user)
 
     async def _on_message(self, native: discord.Message) -> None:
+        await self.received()
         me = self.client.user
         if me is None:
             return

@@ -22,7 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.base import EditingChannel, PlatformAdapter, bound_port, split_text
+from adapters.base import BotCore, EditingChannel, PlatformAdapter, bound_port, split_text
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Attachment, Message, Place, PlaceKind, Reply, Speaker
@@ -238,9 +238,8 @@ class SlackAdapter(PlatformAdapter):
                 channel=place.channel, text=_escape(part), thread_ts=place.thread or None
             )
 
-    async def start(self, bot: Any) -> None:
+    async def start(self, bot: BotCore) -> None:
         await super().start(bot)
-        bot.outboxes[PLATFORM] = self.send_to
         if self.socket_mode:
             self._handler = AsyncSocketModeHandler(self.app, self._app_token)
             try:
@@ -266,6 +265,7 @@ class SlackAdapter(PlatformAdapter):
         )
 
     async def _on_event(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        await self.received()
         if not self.seen.first_time(f"event/{body.get('event_id', '')}"):
             log.info("slack: dropped a redelivered event")
             return
@@ -279,6 +279,7 @@ class SlackAdapter(PlatformAdapter):
 
     async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
         await ack()
+        await self.received()
         words = str(command.get("text") or "").strip() or "help"
         channel = str(command.get("channel_id") or "")
         private = channel.startswith("D") or command.get("channel_name") == "directmessage"

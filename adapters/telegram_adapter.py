@@ -27,7 +27,7 @@ from telegram.constants import ChatAction, ChatType, MessageEntityType, Reaction
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
-from adapters.base import EditingChannel, PlatformAdapter, bound_port, split_text
+from adapters.base import BotCore, EditingChannel, PlatformAdapter, bound_port, split_text
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Attachment, Message, Place, PlaceKind, Speaker
@@ -238,16 +238,14 @@ class TelegramAdapter(PlatformAdapter):
                 ),
             )
 
-    async def start(self, bot: Any) -> None:
+    async def start(self, bot: BotCore) -> None:
         await super().start(bot)
-        bot.outboxes[PLATFORM] = self.send_to
         await self.app.start()
         try:  # the command menu in Telegram's apps; nice to have
             await self.app.bot.set_my_commands(
                 [
                     BotCommand(c.name, (c.help or c.usage)[:256])
-                    for c in bot.plugins.commands()
-                    if not c.admin
+                    for c in bot.commands.visible(admin=False)
                 ]
             )
         except TelegramError as error:
@@ -297,6 +295,7 @@ class TelegramAdapter(PlatformAdapter):
         return web.Response()
 
     async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.received()
         if not isinstance(update, Update) or update.message is None:
             return
         try:

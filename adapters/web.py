@@ -44,7 +44,6 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from adapters.base import PlatformAdapter, bound_port
-from core.bot import Bot
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Message, Place, PlaceKind, Reply, Speaker
@@ -160,10 +159,6 @@ class WebAdapter(PlatformAdapter):
     def _pass_for(self, cookie: str) -> str:
         return hmac.new(self._password, cookie.encode(), hashlib.sha256).hexdigest()
 
-    async def start(self, bot: Bot) -> None:
-        await super().start(bot)
-        bot.outboxes[PLATFORM] = self.send_to
-
     @property
     def url(self) -> str:
         host = self.settings.web_host
@@ -267,11 +262,9 @@ class WebAdapter(PlatformAdapter):
         bot = self.bot
         if bot is None:
             return
-        place = place_of(user)
-        scope = bot.store.privacy.scope(Message(Speaker(PLATFORM, user), place, ""))
         try:
-            turns = await bot.store.recent_turns(
-                bot.profile.name, place, scope, limit=HISTORY_TURNS
+            turns = await bot.history(
+                Message(Speaker(PLATFORM, user), place_of(user), ""), limit=HISTORY_TURNS
             )
         except Exception:  # the chat itself still works
             log.exception("web: could not read a conversation's history")
@@ -279,6 +272,7 @@ class WebAdapter(PlatformAdapter):
         await channel.history([(t.role.value, t.text) for t in turns])
 
     async def _on_frame(self, user: str, socket: web.WebSocketResponse, data: str) -> None:
+        await self.received()
         channel = WebChannel(socket)
         try:
             text = json.loads(data)["text"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core import testing
-from core.adapter import CollectingChannel
+from core.channel import CollectingChannel
 from core.settings import PROJECT_BOTS_DIR, load_profile
 
 HERE = Path(__file__).resolve().parent

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.generation import models
-from core.generation.base import conversation_tokens
+from core.generation.factory import conversation_tokens
 from core.generation.llamacpp_engine import slot_size
 from core.settings import PROJECT_BOTS_DIR, load_profile
 

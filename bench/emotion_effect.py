@@ -38,7 +38,7 @@ from core.emotion.classifier import EmotionClassifier
 from core.emotion.labels import LABELS, Reading
 from core.emotion.policy import CALM, OPENINGS, group_of
 from core.emotion.training import read_split
-from core.generation.base import create_generator
+from core.generation.factory import create_generator
 from core.settings import PROJECT_BOTS_DIR, BotProfile, Settings, load_profile
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "goemotions"

@@ -35,10 +35,10 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.adapter import CollectingChannel
 from core.bot import Bot
+from core.channel import CollectingChannel
 from core.generation import models
-from core.generation.base import conversation_tokens
+from core.generation.factory import conversation_tokens
 from core.generation.llamacpp_engine import LlamaCppGenerator
 from core.generation.transformers_engine import TransformersGenerator
 from core.settings import PROJECT_BOTS_DIR, GenerationSettings, Settings, load_profile

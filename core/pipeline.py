@@ -2,10 +2,12 @@
 
     guard -> route -> perceive -> hooks -> recall -> respond -> remember -> send
 
-A stage may end the turn early by raising :class:`EndTurn` (with a reason that
-is logged, and optionally an answer), or :class:`~core.errors.UserError` (the
-user is told why). Any other error is logged with its traceback and answered
-with a short apology; it never escapes to the adapter or other conversations.
+``route`` and ``hooks`` are the plugin host's (commands from the one command
+table, then plugins' message hooks); the bot hands them in (:func:`stages`). A stage
+may end the turn early by raising :class:`~core.turn.EndTurn` (with a reason that is
+logged, and optionally an answer), or :class:`~core.errors.UserError` (the user is
+told why). Any other error is logged with its traceback and answered with a short
+apology; it never escapes to the adapter or other conversations.
 """
 
 from __future__ import annotations
@@ -16,27 +18,17 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 from core import commands, facts, userdata
-from core.access import DATA_RIGHTS
-from core.adapter import ReplyChannel
-from core.dialogue import Context, Remembered, budget_for, build_context
+from core.dialogue import Remembered, budget_for, build_context
 from core.emotion import policy
-from core.emotion.labels import Reading
-from core.emotion.policy import Decision
 from core.errors import BackendError, BusyError, UserError
-from core.memory import Vectors, worth_remembering
-from core.plugin_host import EndTurnWith
-from core.privacy import Scope, redact
+from core.memory import worth_remembering
+from core.privacy import redact
 from core.settings import GroupSettings
-from core.summary import Summary
+from core.turn import EndTurn, Stage, Turn, TurnResult
 from core.types import ChatMessage, Message, Reply, Role
-
-if TYPE_CHECKING:
-    from core.bot import Bot
 
 log = logging.getLogger(__name__)
 
@@ -47,86 +39,33 @@ BUSY = (
 )
 
 
-class EndTurn(Exception):
-    """Raised by a stage to finish the turn early; ``reply`` (if any) is sent as is."""
-
-    def __init__(self, reason: str, reply: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.reply = reply
-
-
-@dataclass(slots=True)
-class Turn:
-    """One message on its way through the pipeline, and what the stages found."""
-
-    bot: Bot
-    message: Message
-    channel: ReplyChannel
-    scope: Scope | None = None
-    """What may be recalled here; set by guard, before anything is read."""
-    user_key: str = ""
-    keep: bool = True
-    """False while the speaker has opted out: nothing of theirs is stored."""
-    text: str = ""
-    emotion: Reading | None = None
-    """The emotion read from the message (perceive), for the policy and for plugins."""
-    decision: Decision | None = None
-    vector: Vectors | None = None
-    summary: Summary | None = None
-    context: Context | None = None
-    reply: str = ""
-    failed: bool = False
-    stored: tuple[int, int | None] | None = None
-    persona: str | None = None
-    """A plugin's persona for this turn, instead of the profile's."""
-    notes: list[str] = field(default_factory=list)
-    """What plugins give the model for this turn (reference passages, instructions)."""
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class TurnResult:
-    reply: Reply | None
-    """What was sent, if anything."""
-    ended: str | None = None
-    """Why the turn stopped before the end, if it did."""
-    stored: tuple[int, int | None] | None = None
-
-
 async def guard(turn: Turn) -> None:
     """Drop what must not be answered; refuse what cannot be; settle the privacy scope."""
-    message = turn.message
-    privacy = turn.bot.store.privacy
+    message, services = turn.message, turn.services
+    privacy = services.store.privacy
     turn.scope = privacy.scope(message)
     turn.user_key = privacy.user_key(message.place.platform, message.speaker.user_id)
-    groups = turn.bot.profile.groups
+    groups = services.profile.groups
     if message.speaker.is_bot and not groups.answer_bots:
         raise EndTurn("message from a bot")
     if not message.text.strip():
         raise EndTurn("empty message")
     if not message.place.is_private and not addressed(message, groups):
         raise EndTurn("not addressed to the bot")
-    refusal = turn.bot.access.refusal(
-        message, turn.user_key, admin=turn.bot.is_admin(message.speaker)
+    refusal = services.access.refusal(
+        message, turn.user_key, admin=services.is_admin(message.speaker)
     )
-    if refusal is not None and not _data_rights(message.text):
+    if refusal is not None and not services.commands.is_data_right(message.text):
         raise EndTurn(f"not allowed: {refusal.reason}", refusal.notice)
-    limit = turn.bot.settings.max_message_chars
+    limit = services.settings.max_message_chars
     if len(message.text) > limit:
         raise UserError(
             f"That message is too long for me ({len(message.text):,} characters; "
             f"the limit is {limit:,}). Could you shorten it?"
         )
     turn.keep = not await userdata.is_opted_out(
-        turn.bot.store, message.place.platform, turn.user_key
+        services.store, message.place.platform, turn.user_key
     )
-
-
-def _data_rights(text: str) -> bool:
-    """A command that no allow or block list may refuse (route answers it)."""
-    parsed = commands.parse(text)
-    return parsed is not None and parsed[0] in DATA_RIGHTS
 
 
 def addressed(message: Message, groups: GroupSettings) -> bool:
@@ -142,53 +81,38 @@ def addressed(message: Message, groups: GroupSettings) -> bool:
     return False
 
 
-async def route(turn: Turn) -> None:
-    """Commands (the plugins', and the admin ones) are answered here, without the model."""
-    try:
-        await turn.bot.plugins.route(turn)
-    except EndTurnWith as end:
-        raise EndTurn(end.reason, end.reply) from None
-
-
 async def perceive(turn: Turn) -> None:
     """Read the message: normalise its text, read its emotion, embed it for memory."""
     text = unicodedata.normalize("NFC", turn.message.text)
     turn.text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc").strip()
     if not turn.text:
         raise EndTurn("nothing but control characters")
-    if turn.bot.emotions is not None:
-        turn.emotion = await turn.bot.emotions.read_one(turn.text)
-    if turn.bot.memory is not None:
-        turn.vector = (await turn.bot.memory.embedder.embed([turn.text]))[0]
-
-
-async def hooks(turn: Turn) -> None:
-    """Plugins' message hooks: each may answer, stop the turn, or add to the prompt."""
-    try:
-        await turn.bot.plugins.run_hooks(turn)
-    except EndTurnWith as end:
-        raise EndTurn(end.reason, end.reply) from None
+    services = turn.services
+    if services.emotions is not None:
+        turn.emotion = await services.emotions.read_one(turn.text)
+    if services.memory is not None:
+        turn.vector = (await services.memory.embedder.embed([turn.text]))[0]
 
 
 async def recall(turn: Turn) -> None:
     """Build the model's context within the token budget, reading only within the scope:
     the persona, the conversation's summary, relevant long-term memories, recent turns."""
-    bot, message, scope = turn.bot, turn.message, turn.scope
+    services, message, scope = turn.services, turn.message, turn.scope
     assert scope is not None
-    profile = bot.profile
-    history = await bot.store.window_turns(
+    profile = services.profile
+    history = await services.store.window_turns(
         profile.name, message.place, scope, limit=profile.context.max_turns
     )
     if profile.memory.summarize:
-        turn.summary = await bot.summaries.current(profile.name, message, scope)
-    trajectory = await bot.emotion_history.trajectory(scope, turn.user_key)
+        turn.summary = await services.summaries.current(profile.name, message, scope)
+    trajectory = await services.emotion_history.trajectory(scope, turn.user_key)
     turn.decision = policy.decide(turn.emotion, trajectory, profile.generation, profile.emotion)
     budget = budget_for(
-        bot.generator, profile.context.budget_tokens, profile.generation.max_new_tokens
+        services.generator, profile.context.budget_tokens, profile.generation.max_new_tokens
     )
     build = functools.partial(
         build_context,
-        bot.generator,
+        services.generator,
         persona=turn.persona or profile.persona,
         history=history,
         incoming=turn.text,
@@ -201,9 +125,9 @@ async def recall(turn: Turn) -> None:
         guidance="\n\n".join(filter(None, [turn.decision.guidance, *turn.notes])),
     )
     turn.context = build()
-    if bot.memory is None or turn.vector is None or not profile.memory.top_k:
+    if services.memory is None or turn.vector is None or not profile.memory.top_k:
         return
-    found = await bot.memory.search(
+    found = await services.memory.search(
         scope,
         turn.vector,
         k=profile.memory.top_k,
@@ -231,43 +155,45 @@ def _age(seconds: float) -> str:
 
 async def respond(turn: Turn) -> None:
     """Generate the reply, streaming pieces to the channel; a failing backend gets an apology."""
-    bot = turn.bot
+    services = turn.services
     assert turn.context is not None and turn.decision is not None
     params = turn.decision.params
     await turn.channel.typing()
     messages = turn.context.messages
-    if bot.generator.remote and bot.store.privacy.redact_remote:
+    if services.generator.remote and services.store.privacy.redact_remote:
         messages = tuple(ChatMessage(m.role, redact(m.content)) for m in messages)
     pieces: list[str] = []
-    opening = turn.decision.opening if bot.generator.continues_replies else ""
+    opening = turn.decision.opening if services.generator.continues_replies else ""
     if opening:  # the policy begins the reply; the model goes on from there
         messages = (*messages, ChatMessage(Role.ASSISTANT, opening))
         pieces.append(opening)
         await turn.channel.stream(opening)
     try:
-        async with asyncio.timeout(bot.profile.model.timeout_s):
-            async for piece in bot.generator.stream(messages, params):
+        async with asyncio.timeout(services.profile.model.timeout_s):
+            async for piece in services.generator.stream(messages, params):
                 if len(pieces) == 1 and opening and not piece[:1].isspace():
                     piece = " " + piece
                 pieces.append(piece)
                 await turn.channel.stream(piece)
     except BusyError as error:
-        log.warning("%s backend is busy: %s", bot.generator.name, error)
+        log.warning("%s backend is busy: %s", services.generator.name, error)
         turn.failed, turn.reply = True, BUSY
         return
     except BackendError as error:
-        log.error("%s backend failed: %s", bot.generator.name, error)
+        log.error("%s backend failed: %s", services.generator.name, error)
     except TimeoutError:
         log.error(
-            "%s backend gave no full reply in %g s", bot.generator.name, bot.profile.model.timeout_s
+            "%s backend gave no full reply in %g s",
+            services.generator.name,
+            services.profile.model.timeout_s,
         )
     except Exception:
-        log.exception("%s backend failed", bot.generator.name)
+        log.exception("%s backend failed", services.generator.name)
     else:
         turn.reply = tidy("".join(pieces))
         if turn.reply:
             return
-        log.error("%s backend returned an empty reply", bot.generator.name)
+        log.error("%s backend returned an empty reply", services.generator.name)
     turn.failed, turn.reply = True, APOLOGY
 
 
@@ -288,14 +214,14 @@ def tidy(text: str) -> str:
 async def remember(turn: Turn) -> None:
     """Make the message and the reply durable before anything is sent (unless opted out),
     with the message's memory and any facts it states; fold old turns into the summary."""
-    bot, context = turn.bot, turn.context
+    services, context = turn.services, turn.context
     assert context is not None and turn.scope is not None
     if not turn.keep:
         return
     message = replace(turn.message, text=turn.text)
-    async with bot.store.transaction():  # one writer: all of it is kept, or none
-        stored = await bot.store.record_exchange(
-            bot.profile.name,
+    async with services.store.transaction():  # one writer: all of it is kept, or none
+        stored = await services.store.record_exchange(
+            services.profile.name,
             message,
             None if turn.failed else turn.reply,
             context=context.turn_ids,
@@ -303,16 +229,16 @@ async def remember(turn: Turn) -> None:
             summary=turn.summary.through_turn if turn.summary and context.summary_used else None,
         )
         user_turn = stored[0]
-        if bot.memory is not None and turn.vector is not None and worth_remembering(turn.text):
-            await bot.memory.add(message, turn.text, turn.vector, turn_id=user_turn)
+        if services.memory is not None and turn.vector is not None and worth_remembering(turn.text):
+            await services.memory.add(message, turn.text, turn.vector, turn_id=user_turn)
         if turn.emotion is not None:
-            await bot.emotion_history.add(message, turn.emotion, user_turn)
-        await bot.profiles.add(
-            message, facts.extract(bot.store.privacy.for_storage(turn.text)), user_turn
+            await services.emotion_history.add(message, turn.emotion, user_turn)
+        await services.facts.add(
+            message, facts.extract(services.store.privacy.for_storage(turn.text)), user_turn
         )
     turn.stored = stored
-    if bot.profile.memory.summarize and context.turn_ids:
-        bot.fold_later(message, turn.scope, window_start=context.turn_ids[0])
+    if services.profile.memory.summarize and context.turn_ids:
+        services.fold_later(message, turn.scope, window_start=context.turn_ids[0])
 
 
 def _reply(turn: Turn) -> Reply:
@@ -326,25 +252,29 @@ async def send(turn: Turn) -> None:
     await turn.channel.send(_reply(turn))
 
 
-Stage = Callable[[Turn], Awaitable[None]]
-
-STAGES: tuple[tuple[str, Stage], ...] = (
-    ("guard", guard),
-    ("route", route),
-    ("perceive", perceive),
-    ("hooks", hooks),
-    ("recall", recall),
-    ("respond", respond),
-    ("remember", remember),
-    ("send", send),
-)
+Stages = tuple[tuple[str, Stage], ...]
 
 
-async def run(turn: Turn) -> TurnResult:
+def stages(route: Stage, hooks: Stage) -> Stages:
+    """The turn, in order; ``route`` answers commands and ``hooks`` runs plugins' message
+    hooks (both the plugin host's)."""
+    return (
+        ("guard", guard),
+        ("route", route),
+        ("perceive", perceive),
+        ("hooks", hooks),
+        ("recall", recall),
+        ("respond", respond),
+        ("remember", remember),
+        ("send", send),
+    )
+
+
+async def run(turn: Turn, steps: Stages) -> TurnResult:
     """Take one turn through every stage."""
     where = turn.message.place.conversation
-    outcomes = turn.bot.outcomes
-    for name, stage in STAGES:
+    outcomes = turn.services.outcomes
+    for name, stage in steps:
         started = time.perf_counter()
         try:
             await stage(turn)

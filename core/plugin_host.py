@@ -5,6 +5,10 @@ Plugins are found by name: an installed package's entry point in the
 module path. A bot profile lists the ones it runs (``plugins = [...]``); admins
 can list, enable, disable and reload them while the bot runs (``/plugins``,
 ``/plugin enable NAME``...), and that choice is kept across restarts.
+
+The host's :meth:`PluginHost.route` and :meth:`PluginHost.run_hooks` are two stages of
+the turn: every command, the core's included, is answered by ``route`` from the one
+command table (a plugin's commands are in it while the plugin runs).
 """
 
 from __future__ import annotations
@@ -18,29 +22,28 @@ import sys
 import time
 import types
 from collections import defaultdict, deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
-from core import access, commands, status
+from core import commands
+from core.commands import Caller, Command, Permission, command
 from core.errors import ConfigError
 from core.plugins import (
     STOP,
-    Command,
     Context,
     Hook,
     Job,
     JobContext,
     Plugin,
+    PluginServices,
     UsageError,
     parse_rate,
 )
-
-if TYPE_CHECKING:
-    from core.bot import Bot
-    from core.pipeline import Turn
+from core.turn import EndTurn, Turn
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +51,14 @@ ENTRY_POINT_GROUP = "socialbot.plugins"
 BUILTIN_PACKAGE = "plugins"
 ESSENTIAL = frozenset({"privacy"})
 """Always on: people's control over their data does not depend on the operator."""
-CORE_COMMANDS = frozenset({"plugins", "plugin", "status", *access.COMMANDS})
-"""Answered by the core before any plugin's command of the same name."""
+CORE = Plugin("core", description="the core's own commands")
+"""Whose context the core's own commands (``/status``, ``/block``...) are given."""
 
 
-class EndTurnWith(Exception):
-    """Raised by the host to end the turn, with an answer or without one."""
+class HostServices(PluginServices, Protocol):
+    """What the host uses of the bot beyond what plugins get."""
 
-    def __init__(self, reason: str, reply: str | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.reply = reply
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
 
 def find_plugin(name: str) -> tuple[Plugin, types.ModuleType | None]:
@@ -150,16 +150,24 @@ class RateLimiter:
 
 
 class PluginHost:
-    def __init__(self, bot: Bot) -> None:
-        self.bot = bot
+    def __init__(self, services: HostServices) -> None:
+        self.services = services
+        self.table = services.commands
         self.loaded: dict[str, Loaded] = {}
-        self.timeout = bot.settings.plugin_timeout_s
+        self.timeout = services.settings.plugin_timeout_s
         self.limiter = RateLimiter()
-        self.user_rate = parse_rate(bot.settings.command_rate)
+        self.user_rate = parse_rate(services.settings.command_rate)
+        for name, func, help_ in (
+            ("plugins", self._list, "the plugins there are, running or not (admin)"),
+            ("plugin", self._manage, "enable, disable or reload a plugin (admin)"),
+        ):
+            self.table.add(
+                command(func, name=name, help=help_, permission=Permission.ADMIN, owner=CORE.name)
+            )
 
     # --- life cycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        specs = list(dict.fromkeys([*ESSENTIAL, *self.bot.profile.plugins]))
+        specs = list(dict.fromkeys([*ESSENTIAL, *self.services.profile.plugins]))
         overrides = await self._overrides()
         specs += [spec for spec, on in overrides.items() if on and spec not in specs]
         for spec in specs:
@@ -171,49 +179,40 @@ class PluginHost:
             await self._start(Loaded(spec, plugin, module, self._settings(spec, plugin)))
 
     def _settings(self, spec: str, plugin: Plugin) -> Any:
-        tables = self.bot.profile.plugin
+        tables = self.services.profile.plugin
         return plugin_settings(plugin, tables.get(spec, tables.get(plugin.name, {})))
 
+    def _job_context(self, loaded: Loaded) -> JobContext:
+        return JobContext(self.services, loaded.plugin, loaded.settings, loaded.state)
+
     async def _start(self, loaded: Loaded) -> bool:
-        context = JobContext(self.bot, loaded.plugin, loaded.settings, loaded.state)
+        context = self._job_context(loaded)
         for setup in loaded.plugin.setups:
             ok, _ = await self._isolated(loaded.plugin.name, "setup", setup(context))
             if not ok:
                 log.error("plugin %s did not start", loaded.plugin.name)
                 return False
-        self._warn_of_clashes(loaded.plugin)
+        # a command another plugin (or the core) already answers is never run: the
+        # table warns of it
+        for plugin_command in loaded.plugin.commands:
+            self.table.add(plugin_command)
         self.loaded[loaded.plugin.name] = loaded
-        loaded.jobs = [self.bot.spawn(self._run_job(loaded, job)) for job in loaded.plugin.jobs]
+        loaded.jobs = [
+            self.services.spawn(self._run_job(loaded, job)) for job in loaded.plugin.jobs
+        ]
         log.info("plugin %s started", loaded.plugin.name)
         return True
-
-    def _warn_of_clashes(self, plugin: Plugin) -> None:
-        """A command another plugin (or the core) already answers is never run: say so."""
-        owners = {c.name: o.plugin.name for o in self.loaded.values() for c in o.plugin.commands}
-        for command in plugin.commands:
-            if command.name in CORE_COMMANDS:
-                log.warning(
-                    "plugin %s: /%s is the core's own command; the plugin's is never run",
-                    plugin.name,
-                    command.name,
-                )
-            elif command.name in owners:
-                log.warning(
-                    "plugin %s: /%s is also plugin %s's, which answers it (loaded first)",
-                    plugin.name,
-                    command.name,
-                    owners[command.name],
-                )
 
     async def _stop(self, name: str) -> None:
         loaded = self.loaded.pop(name, None)
         if loaded is None:
             return
+        self.table.remove_owner(name)
         # Jobs finish the run they are in (within the plugin time limit), then stop:
         # cancelling one in the middle of a database read would leave the read open.
         loaded.stopping.set()
         await asyncio.gather(*loaded.jobs, return_exceptions=True)
-        context = JobContext(self.bot, loaded.plugin, loaded.settings, loaded.state)
+        context = self._job_context(loaded)
         for teardown in loaded.plugin.teardowns:
             await self._isolated(name, "teardown", teardown(context))
 
@@ -222,7 +221,7 @@ class PluginHost:
             await self._stop(name)
 
     async def _run_job(self, loaded: Loaded, job: Job) -> None:
-        context = JobContext(self.bot, loaded.plugin, loaded.settings, loaded.state)
+        context = self._job_context(loaded)
         name = f"job {job.func.__name__}"
         while not loaded.stopping.is_set():
             try:
@@ -249,65 +248,51 @@ class PluginHost:
         return False, None
 
     # --- turns ---------------------------------------------------------------------------
-    def commands(self) -> list[Command]:
-        seen: dict[str, Command] = {}
-        for loaded in self.loaded.values():
-            for command in loaded.plugin.commands:
-                seen.setdefault(command.name, command)
-        return sorted(seen.values(), key=lambda c: c.name)
-
-    def _context(self, name: str, turn: Turn) -> Context:
-        loaded = self.loaded[name]
-        return Context(self.bot, loaded.plugin, loaded.settings, loaded.state, turn)
+    def _context(self, owner: str, turn: Turn) -> Context:
+        loaded = self.loaded.get(owner)
+        if loaded is None:  # the core's own commands
+            return Context(self.services, CORE, None, {}, turn)
+        return Context(self.services, loaded.plugin, loaded.settings, loaded.state, turn)
 
     async def route(self, turn: Turn) -> None:
-        """Answer a command (raising :class:`EndTurnWith`); return for anything else."""
+        """Answer a command from the table (raising :class:`EndTurn`); return for anything
+        else."""
         parsed = commands.parse(turn.message.text)
         if parsed is None:
             return
         name, args = parsed
-        if name in CORE_COMMANDS:
-            if not self.bot.is_admin(turn.message.speaker):
-                raise EndTurnWith(f"/{name} refused", f"Only an admin of this bot can use /{name}.")
-            if name == "status":
-                answer = status.describe(self.bot)
-            elif name in access.COMMANDS:
-                answer = await self.bot.access.command(turn, name, args)
-            else:
-                answer = await self._admin(name, args)
-            raise EndTurnWith(f"command /{name}", answer)
-        command = next((c for c in self.commands() if c.name == name), None)
-        if command is None:
-            raise EndTurnWith(f"unknown command /{name}", f"I don't know /{name}. Try /help.")
-        if command.admin and not self.bot.is_admin(turn.message.speaker):
-            raise EndTurnWith(f"/{name} refused", f"Only an admin of this bot can use /{name}.")
-        wait = self._rate_wait(turn, command)
+        found = self.table.get(name)
+        if found is None:
+            raise EndTurn(f"unknown command /{name}", f"I don't know /{name}. Try /help.")
+        if found.admin and not self.services.is_admin(turn.message.speaker):
+            raise EndTurn(f"/{name} refused", f"Only an admin of this bot can use /{name}.")
+        wait = 0.0 if found.admin else self._rate_wait(turn, found)
         if wait:
-            raise EndTurnWith(
+            raise EndTurn(
                 f"/{name} rate limited",
                 f"Slow down a little: you can use /{name} again in {wait:.0f} s.",
             )
-        ctx = self._context(command.plugin, turn)
+        ctx = self._context(found.owner, turn)
         ctx.args = args
         try:
-            values = command.parse(args)
+            values = found.parse(args)
         except UsageError as error:
-            raise EndTurnWith(f"/{name} usage", f"{error}. Usage: {command.usage}") from None
-        ok, result = await self._isolated(command.plugin, f"/{name}", command.func(ctx, **values))
+            raise EndTurn(f"/{name} usage", f"{error}. Usage: {found.usage}") from None
+        ok, result = await self._isolated(found.owner, f"/{name}", found.func(ctx, **values))
         if not ok:
-            raise EndTurnWith(
+            raise EndTurn(
                 f"/{name} failed",
                 f"Sorry, /{name} ran into a problem. The bot's operator can see what happened "
                 "in the log.",
             )
-        raise EndTurnWith(f"command /{name}", result if isinstance(result, str) else None)
+        raise EndTurn(f"command /{name}", result if isinstance(result, str) else None)
 
-    def _rate_wait(self, turn: Turn, command: Command) -> float:
+    def _rate_wait(self, turn: Turn, asked: Command) -> float:
         who = (turn.message.place.platform, turn.user_key)
         limit, window = self.user_rate
         wait = self.limiter.wait_needed(who, limit, window)
-        if not wait and command.rate is not None:
-            wait = self.limiter.wait_needed((*who, command.name), *command.rate)
+        if not wait and asked.rate is not None:
+            wait = self.limiter.wait_needed((*who, asked.name), *asked.rate)
         return max(wait, 1.0) if wait else 0.0
 
     async def run_hooks(self, turn: Turn) -> None:
@@ -330,25 +315,32 @@ class PluginHost:
             if not ok:
                 continue  # the next hooks and the model still answer
             if result is STOP:
-                raise EndTurnWith(f"stopped by plugin {hook.plugin}", None)
+                raise EndTurn(f"stopped by plugin {hook.plugin}", None)
             if isinstance(result, str) and result:
-                raise EndTurnWith(f"answered by plugin {hook.plugin}", result)
+                raise EndTurn(f"answered by plugin {hook.plugin}", result)
 
     # --- admin ---------------------------------------------------------------------------
-    async def _admin(self, name: str, args: str) -> str:
-        """/plugins and /plugin ACTION NAME (the caller checked that an admin asks)."""
-        if name == "plugins":
-            available = sorted({*builtin_names(), *installed_names(), *self.loaded})
-            lines = ["Plugins (+ running, - available):"]
-            for plugin_name in available:
-                mark = "+" if plugin_name in self.loaded else "-"
-                loaded = self.loaded.get(plugin_name)
-                about = (
-                    f": {loaded.plugin.description}" if loaded and loaded.plugin.description else ""
-                )
-                lines.append(f"{mark} {plugin_name}{about}")
-            return "\n".join(lines)
-        action, _, target = args.partition(" ")
+    async def _list(self, ctx: Caller) -> str:
+        """/plugins: what there is, running or not."""
+        available = sorted({*builtin_names(), *installed_names(), *self.loaded})
+        lines = ["Plugins (+ running, - available):"]
+        for plugin_name in available:
+            mark = "+" if plugin_name in self.loaded else "-"
+            loaded = self.loaded.get(plugin_name)
+            about = f": {loaded.plugin.description}" if loaded and loaded.plugin.description else ""
+            lines.append(f"{mark} {plugin_name}{about}")
+        return "\n".join(lines)
+
+    async def _manage(
+        self,
+        ctx: Caller,
+        action: Literal["enable", "disable", "reload"] | None = None,
+        name: str = "",
+    ) -> str:
+        """/plugin enable|disable|reload NAME."""
+        return await self._change(action or "", name)
+
+    async def _change(self, action: str, target: str) -> str:
         target = target.strip()
         if action not in ("enable", "disable", "reload") or not target:
             return "Usage: /plugin enable|disable|reload NAME"
@@ -385,16 +377,16 @@ class PluginHost:
         return f"{'Reloaded' if action == 'reload' else 'Enabled'} {target}."
 
     async def _remember(self, name: str, enabled: bool) -> None:
-        async with self.bot.store.transaction() as db:
+        async with self.services.store.transaction() as db:
             await db.execute(
                 "INSERT INTO plugin_state (bot, plugin, enabled) VALUES (?, ?, ?)"
                 " ON CONFLICT (bot, plugin) DO UPDATE SET enabled = excluded.enabled",
-                (self.bot.profile.name, name, int(enabled)),
+                (self.services.profile.name, name, int(enabled)),
             )
 
     async def _overrides(self) -> dict[str, bool]:
-        rows = await self.bot.store.rows(
-            "SELECT plugin, enabled FROM plugin_state WHERE bot = ?", (self.bot.profile.name,)
+        rows = await self.services.store.rows(
+            "SELECT plugin, enabled FROM plugin_state WHERE bot = ?", (self.services.profile.name,)
         )
         return {row[0]: bool(row[1]) for row in rows}
 

@@ -31,25 +31,51 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import inspect
 import logging
 import re
-import shlex
-import types
-import typing
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import time as clock_time
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Union, get_args, get_origin
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from pydantic import BaseModel
 
-from core.types import Message, Place, Reply
+from core.commands import (
+    Command,
+    CommandTable,
+    Param,
+    Permission,
+    Rest,
+    UsageError,
+    command,
+    parse_rate,
+)
+from core.plugin_storage import PluginStorage
+from core.turn import Turn
+from core.types import ChatMessage, Message, Place, Reply, Role, Speaker
+from core.userdata import DataServices, PersonalData
 
 if TYPE_CHECKING:
-    from core.bot import Bot
     from core.emotion.labels import Reading
-    from core.pipeline import Turn
-    from core.plugin_storage import PluginStorage
+    from core.generation.base import Generator
+    from core.memory import Vectors
+    from core.settings import Settings
+
+__all__ = [
+    "STOP",
+    "Command",
+    "Context",
+    "JobContext",
+    "Matcher",
+    "Param",
+    "Permission",
+    "Plugin",
+    "PluginServices",
+    "Rest",
+    "UsageError",
+    "matchers",
+    "parse_rate",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +86,6 @@ class Outcome(enum.Enum):
 
 
 STOP = Outcome.STOP
-
-
-class Rest(str):
-    """Annotate the last command argument with this to receive the rest of the line."""
-
-    __slots__ = ()
-
-
-class UsageError(ValueError):
-    """Arguments that do not fit the command; the user gets the usage line."""
 
 
 # --- matchers ----------------------------------------------------------------------------
@@ -156,94 +172,6 @@ class matchers:
 
 
 # --- declarations ------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True, slots=True)
-class Param:
-    name: str
-    kind: Any
-    default: Any = inspect.Parameter.empty
-    rest: bool = False
-
-    @property
-    def required(self) -> bool:
-        return self.default is inspect.Parameter.empty
-
-    def usage(self) -> str:
-        choices = get_args(self.kind) if get_origin(self.kind) is Literal else ()
-        shown = "|".join(str(c) for c in choices) if choices else self.name
-        shown += "..." if self.rest else ""
-        return f"<{shown}>" if self.required else f"[{shown}]"
-
-    def convert(self, raw: str) -> Any:
-        kind = self.kind
-        if get_origin(kind) is Literal:
-            for choice in get_args(kind):
-                if str(choice).lower() == raw.lower():
-                    return choice
-            raise UsageError(f"{self.name} must be one of {', '.join(map(str, get_args(kind)))}")
-        if kind is bool:
-            lowered = raw.lower()
-            if lowered in ("yes", "y", "true", "on", "1"):
-                return True
-            if lowered in ("no", "n", "false", "off", "0"):
-                return False
-            raise UsageError(f"{self.name} must be yes or no")
-        if kind in (int, float):
-            try:
-                return kind(raw)
-            except ValueError:
-                whole = "whole " if kind is int else ""
-                raise UsageError(f"{self.name} must be a {whole}number") from None
-        return raw
-
-
-@dataclasses.dataclass(slots=True)
-class Command:
-    name: str
-    func: Callable[..., Awaitable[Any]]
-    help: str
-    params: tuple[Param, ...]
-    admin: bool = False
-    rate: tuple[int, float] | None = None
-    plugin: str = ""
-
-    @property
-    def usage(self) -> str:
-        return " ".join([f"/{self.name}", *(p.usage() for p in self.params)])
-
-    def parse(self, line: str) -> dict[str, Any]:
-        """The keyword arguments for ``line`` (what follows the command name)."""
-        try:
-            words = shlex.split(line)
-        except ValueError:
-            words = line.split()
-        values: dict[str, Any] = {}
-        for index, param in enumerate(self.params):
-            if param.rest:
-                rest = _rest_of(line, index)
-                if not rest and param.required:
-                    raise UsageError(f"{param.name} is missing")
-                values[param.name] = rest if rest else param.default
-                return values
-            if index >= len(words):
-                if param.required:
-                    raise UsageError(f"{param.name} is missing")
-                values[param.name] = param.default
-                continue
-            values[param.name] = param.convert(words[index])
-        if len(words) > len(self.params):
-            raise UsageError("too many arguments")
-        return values
-
-
-def _rest_of(line: str, skip: int) -> str:
-    """``line`` without its first ``skip`` words, spacing kept."""
-    rest = line.strip()
-    for _ in range(skip):
-        parts = rest.split(None, 1)
-        rest = parts[1] if len(parts) > 1 else ""
-    return rest.strip()
-
-
 @dataclasses.dataclass(slots=True)
 class Hook:
     func: Callable[[Context], Awaitable[Any]]
@@ -262,34 +190,6 @@ class Job:
     every: float | None = None
     at: clock_time | None = None
     plugin: str = ""
-
-
-def parse_rate(rate: str) -> tuple[int, float]:
-    """``"3/minute"`` -> (3, 60.0)."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(second|minute|hour|day)\s*", rate)
-    if match is None:
-        raise ValueError(f"rate must look like '3/minute', not {rate!r}")
-    seconds = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}[match.group(2)]
-    return int(match.group(1)), seconds
-
-
-def _params(func: Callable[..., Any]) -> tuple[Param, ...]:
-    hints = typing.get_type_hints(func)
-    found: list[Param] = []
-    parameters = list(inspect.signature(func).parameters.values())[1:]  # after ctx
-    for index, parameter in enumerate(parameters):
-        kind = hints.get(parameter.name, str)
-        origin = get_origin(kind)
-        if origin in (Union, types.UnionType):  # Optional[X] / X | None
-            options = [a for a in get_args(kind) if a is not type(None)]
-            kind = options[0] if len(options) == 1 else str
-        rest = kind is Rest
-        if rest and index != len(parameters) - 1:
-            raise TypeError(f"{func.__name__}: only the last argument can be Rest")
-        if not rest and kind not in (str, int, float, bool) and get_origin(kind) is not Literal:
-            raise TypeError(f"{func.__name__}: argument {parameter.name} has type {kind!r}")
-        found.append(Param(parameter.name, str if rest else kind, parameter.default, rest))
-    return tuple(found)
 
 
 class Plugin:
@@ -319,22 +219,28 @@ class Plugin:
         *,
         help: str = "",
         admin: bool = False,
+        data_right: bool = False,
         rate: str | None = None,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-        """Declare ``/name``; arguments come from the function's annotations."""
+        """Declare ``/name``; arguments come from the function's annotations.
+
+        ``admin``: only the bot's admins may use it. ``data_right``: a person's right
+        over their own data, answered for everyone (no allow or block list refuses it).
+        """
+        if admin and data_right:
+            raise ValueError("a command is for admins or a data right, not both")
+        permission = (
+            Permission.ADMIN
+            if admin
+            else Permission.DATA_RIGHT
+            if data_right
+            else Permission.EVERYONE
+        )
 
         def register(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-            command_name = (name or func.__name__).lower()
-            text = help or (inspect.getdoc(func) or "").split("\n")[0]
             self.commands.append(
-                Command(
-                    command_name,
-                    func,
-                    text,
-                    _params(func),
-                    admin=admin,
-                    rate=parse_rate(rate) if rate else None,
-                    plugin=self.name,
+                command(
+                    func, name=name, help=help, permission=permission, rate=rate, owner=self.name
                 )
             )
             return func
@@ -387,120 +293,185 @@ class Plugin:
 
 
 # --- what handlers are given ---------------------------------------------------------------
-class JobContext:
-    """What setup, teardown and scheduled jobs get: the bot, settings, storage, a way to
-    send messages."""
+class PluginServices(DataServices, Protocol):
+    """What the plugin contexts use of the bot (:class:`core.bot.Bot` is one). Plugins
+    never see it: they get :class:`JobContext` and :class:`Context`."""
 
-    def __init__(self, bot: Bot, plugin: Plugin, settings: Any, state: dict[str, Any]) -> None:
-        self.bot = bot
+    settings: Settings
+    generator: Generator
+    commands: CommandTable
+
+    def is_admin(self, speaker: Speaker) -> bool: ...
+
+    async def send_to(self, place: Place, text: str) -> bool: ...
+
+
+class JobContext:
+    """What setup, teardown and scheduled jobs get: the plugin's settings, its storage,
+    the language model, and a way to say things unprompted."""
+
+    def __init__(
+        self, services: PluginServices, plugin: Plugin, settings: Any, state: dict[str, Any]
+    ) -> None:
+        self._services = services
         self.plugin = plugin
         self.settings = settings
+        """The plugin's settings (its pydantic model), from ``[plugin.NAME]``."""
         self.state = state
         """A dict the plugin may keep things in while it runs (not persisted)."""
 
     @property
-    def generator(self) -> Any:
-        return self.bot.generator
+    def bot_name(self) -> str:
+        """The bot profile's name."""
+        return self._services.profile.name
+
+    @property
+    def profile_folder(self) -> Path:
+        """The bot profile's folder (where its own files, such as documents, are)."""
+        return self._services.profile.folder or Path(".")
+
+    @property
+    def bots_dir(self) -> Path:
+        """Where the bot profiles are (``SOCIALBOT_BOTS_DIR``)."""
+        return self._services.settings.bots_dir
 
     @property
     def storage(self) -> PluginStorage:
         """System-level access to the plugin's stored entries (every user's)."""
-        from core.plugin_storage import PluginStorage
-
-        return PluginStorage(self.bot.store, self.plugin.name)
+        return PluginStorage(self._services.store, self.plugin.name)
 
     async def send_to(self, place: Place, text: str) -> bool:
         """Say something in ``place`` without being asked (needs that platform running)."""
-        return await self.bot.send_to(place, text)
+        return await self._services.send_to(place, text)
 
     async def ask(self, prompt: str, *, system: str = "") -> str:
         """One answer from the bot's language model."""
-        from core.types import ChatMessage, Role
-
         messages = [ChatMessage(Role.SYSTEM, system)] if system else []
         messages.append(ChatMessage(Role.USER, prompt))
-        pieces = [p async for p in self.bot.generator.stream(messages, self.bot.profile.generation)]
+        services = self._services
+        generation = services.profile.generation
+        pieces = [p async for p in services.generator.stream(messages, generation)]
         return "".join(pieces).strip()
+
+    @property
+    def can_embed(self) -> bool:
+        """Whether the embedding model runs (the profile's ``[memory]`` is on)."""
+        return self._services.memory is not None
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        """Unit vectors of ``texts`` from the bot's embedding model (see :attr:`can_embed`)."""
+        memory = self._services.memory
+        if memory is None:
+            raise RuntimeError("the embedding model is off: enable [memory] in the profile")
+        return await memory.embedder.embed(texts)
 
 
 class Context(JobContext):
-    """What a command or message hook gets."""
+    """What a command or message hook gets: the message, where it came from, and what
+    may be read and kept for its speaker."""
 
     def __init__(
-        self, bot: Bot, plugin: Plugin, settings: Any, state: dict[str, Any], turn: Turn
+        self,
+        services: PluginServices,
+        plugin: Plugin,
+        settings: Any,
+        state: dict[str, Any],
+        turn: Turn,
     ) -> None:
-        super().__init__(bot, plugin, settings, state)
-        self.turn = turn
+        super().__init__(services, plugin, settings, state)
+        self._turn = turn
         self.match: re.Match[str] | None = None
         self.args = ""
 
     @property
     def message(self) -> Message:
-        return self.turn.message
+        return self._turn.message
 
     @property
     def text(self) -> str:
-        return self.turn.text or self.turn.message.text
+        return self._turn.text or self._turn.message.text
 
     @property
     def place(self) -> Place:
-        return self.turn.message.place
+        return self._turn.message.place
 
     @property
     def user_key(self) -> str:
         """The speaker's pseudonymous id (what storage keys their data by)."""
-        return self.turn.user_key
+        return self._turn.user_key
 
     @property
     def emotion(self) -> Reading | None:
-        return self.turn.emotion
+        return self._turn.emotion
+
+    @property
+    def vector(self) -> Vectors | None:
+        """The message's embedding (when long-term memory is on)."""
+        return self._turn.vector
+
+    @property
+    def keeps(self) -> bool:
+        """False while the speaker has opted out: keep nothing of theirs."""
+        return self._turn.keep
 
     @property
     def is_admin(self) -> bool:
-        return self.bot.is_admin(self.message.speaker)
+        return self._services.is_admin(self.message.speaker)
+
+    @property
+    def commands(self) -> list[Command]:
+        """The commands the speaker may use (admin ones for admins), by name."""
+        return self._services.commands.visible(admin=self.is_admin)
+
+    def _storage(self, user_key: str) -> PluginStorage:
+        assert self._turn.scope is not None
+        return PluginStorage(
+            self._services.store,
+            self.plugin.name,
+            scope=self._turn.scope,
+            message=self.message,
+            user_key=user_key,
+        )
 
     @property
     def storage(self) -> PluginStorage:
         """The speaker's entries, read within this turn's privacy scope; covered by
         /export and /forget."""
-        from core.plugin_storage import PluginStorage
-
-        assert self.turn.scope is not None
-        return PluginStorage(
-            self.bot.store,
-            self.plugin.name,
-            scope=self.turn.scope,
-            message=self.message,
-            user_key=self.turn.user_key,
-        )
+        return self._storage(self._turn.user_key)
 
     @property
     def channel_storage(self) -> PluginStorage:
         """Entries of this place itself (a channel's settings), not of a person."""
-        from core.plugin_storage import PluginStorage
+        return self._storage("")
 
-        assert self.turn.scope is not None
-        return PluginStorage(
-            self.bot.store,
-            self.plugin.name,
-            scope=self.turn.scope,
-            message=self.message,
-            user_key="",
-        )
+    @property
+    def personal_data(self) -> PersonalData:
+        """Everything the bot keeps about the speaker, in their own scope (data rights)."""
+        assert self._turn.scope is not None
+        return PersonalData(self._services, self.message, self._turn.scope, self.user_key)
+
+    async def recall(self, query: str, *, k: int = 5) -> list[str]:
+        """Long-term memories relevant to ``query``, as far as this place may see (the
+        speaker's scope): the same search the model's context uses."""
+        memory, scope = self._services.memory, self._turn.scope
+        if memory is None or scope is None:
+            return []
+        vector = (await memory.embedder.embed([query]))[0]
+        return [m.text for m in await memory.search(scope, vector, k=k)]
 
     async def reply(self, text: str) -> None:
         """Answer now, where the message came from (a hook can answer and go on)."""
-        await self.turn.channel.send(Reply(text, self.place, self.message.id))
+        await self._turn.channel.send(Reply(text, self.place, self.message.id))
 
     async def react(self, emoji: str) -> None:
         """React to the message with ``emoji``, where the platform has reactions."""
-        react = getattr(self.turn.channel, "react", None)
+        react = getattr(self._turn.channel, "react", None)
         if react is not None:
             await react(emoji)
 
     async def whisper(self, text: str) -> None:
         """Tell only the speaker (a DM, or a message only they see, where possible)."""
-        whisper = getattr(self.turn.channel, "whisper", None)
+        whisper = getattr(self._turn.channel, "whisper", None)
         if whisper is not None:
             await whisper(text)
         else:
@@ -508,11 +479,11 @@ class Context(JobContext):
 
     def persona(self, text: str) -> None:
         """Use this persona (system prompt) for this turn's answer."""
-        self.turn.persona = text
+        self._turn.persona = text
 
     def note(self, text: str) -> None:
         """Give the model this (reference material, an instruction) for this turn."""
-        self.turn.notes.append(text)
+        self._turn.notes.append(text)
 
 
 HandlerResult = str | Outcome | None

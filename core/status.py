@@ -5,12 +5,46 @@ them); the outcome of each turn is tallied by the pipeline."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections import Counter
+from pathlib import Path
+from typing import Protocol
 
 import psutil
 
-if TYPE_CHECKING:
-    from core.bot import Bot
+from core.settings import BotProfile
+
+
+class Observed(Protocol):
+    """What ``/status`` describes (:class:`core.bot.Bot` is one)."""
+
+    profile: BotProfile
+    outcomes: Counter[str]
+    started: float
+    """When the bot started (``time.monotonic()``)."""
+
+    @property
+    def engine(self) -> str: ...
+
+    @property
+    def reads_emotions(self) -> bool: ...
+
+    @property
+    def remembers(self) -> bool:
+        """Whether long-term memory is on."""
+        ...
+
+    @property
+    def platforms(self) -> list[str]: ...
+
+    @property
+    def busy_conversations(self) -> int: ...
+
+    @property
+    def database_files(self) -> list[Path]: ...
+
+    @property
+    def plugin_names(self) -> list[str]: ...
+
 
 OUTCOMES = {
     "model": "replies from the model",
@@ -22,27 +56,27 @@ OUTCOMES = {
 }
 
 
-def describe(bot: Bot) -> str:
+def describe(bot: Observed) -> str:
     counts = bot.outcomes
     model = bot.profile.model
     lines = [
         f"Profile {bot.profile.name}, up {_duration(time.monotonic() - bot.started)}.",
-        f"Model: {model.model} on {bot.generator.name}; emotion reading "
-        f"{'on' if bot.emotions is not None else 'off'}; long-term memory "
-        f"{'on' if bot.memory is not None else 'off'}.",
-        f"Platforms: {', '.join(sorted(bot.outboxes)) or 'none connected'}.",
+        f"Model: {model.model} on {bot.engine}; emotion reading "
+        f"{'on' if bot.reads_emotions else 'off'}; long-term memory "
+        f"{'on' if bot.remembers else 'off'}.",
+        f"Platforms: {', '.join(sorted(bot.platforms)) or 'none connected'}.",
         _groups(bot),
         "Since start: "
         + "; ".join(f"{counts[key]:,} {label}" for key, label in OUTCOMES.items() if key in counts)
         + ("." if counts else "nothing yet."),
         f"Now: {_count(bot.busy_conversations, 'conversation')} in progress, this one included.",
         f"Memory: {psutil.Process().memory_info().rss / 2**20:,.0f} MiB; database {_size(bot)}.",
-        f"Plugins running: {', '.join(sorted(bot.plugins.loaded)) or 'none'}.",
+        f"Plugins running: {', '.join(sorted(bot.plugin_names)) or 'none'}.",
     ]
     return "\n".join(lines)
 
 
-def _groups(bot: Bot) -> str:
+def _groups(bot: Observed) -> str:
     groups = bot.profile.groups
     when = {
         "mention": "when mentioned, replied to or given a command",
@@ -61,10 +95,8 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
-def _size(bot: Bot) -> str:
-    path = bot.store.path
-    files = [path, path.with_name(path.name + "-wal")]
-    total = sum(f.stat().st_size for f in files if f.exists())
+def _size(bot: Observed) -> str:
+    total = sum(f.stat().st_size for f in bot.database_files if f.exists())
     return f"{total / 2**20:,.1f} MiB"
 
 

@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from core.generation.base import Generator
+from core.generation.base import BACKGROUND_MAX_TOKENS, Generator
 from core.privacy import Scope
 from core.settings import GenerationSettings
 from core.storage import Store, StoredTurn
@@ -23,7 +23,9 @@ INSTRUCTIONS = (
     "Summarise the conversation below in at most three short sentences. Keep people's "
     "names, what they said about themselves, and anything left open. Write only the summary."
 )
-PARAMS = GenerationSettings(max_new_tokens=120, temperature=0.0, repetition_penalty=1.1)
+PARAMS = GenerationSettings(
+    max_new_tokens=BACKGROUND_MAX_TOKENS, temperature=0.0, repetition_penalty=1.1
+)
 
 
 @dataclass(frozen=True, slots=True)

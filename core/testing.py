@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.adapter import CollectingChannel
 from core.bot import Bot
+from core.channel import CollectingChannel
 from core.emotion.reader import EmotionReader, FakeEmotionReader
 from core.generation.base import Generator
 from core.generation.fake import FakeGenerator, echo
 from core.memory import Embedder, FakeEmbedder
-from core.pipeline import TurnResult
 from core.settings import PROJECT_BOTS_DIR, BotProfile, Settings, load_profile
 from core.storage import StoredTurn
+from core.turn import TurnResult
 from core.types import Message, Place, PlaceKind, Speaker
 
 __all__ = [
@@ -29,11 +29,14 @@ __all__ = [
     "FakeEmbedder",
     "FakeEmotionReader",
     "FakeGenerator",
+    "answer",
     "echo",
     "history",
     "message",
     "open_bot",
     "say",
+    "settings_for",
+    "until",
 ]
 
 PLATFORM = "test"
@@ -62,6 +65,18 @@ def message(
     )
 
 
+def settings_for(data_dir: Path, **values: Any) -> Settings:
+    """Settings for a test: data (and the model cache) under ``data_dir``, the project's
+    bot profiles, no ``.env`` file; ``values`` override any setting."""
+    return Settings(
+        data_dir=data_dir,
+        cache_dir=data_dir / "cache",
+        bots_dir=PROJECT_BOTS_DIR,
+        _env_file=None,  # type: ignore[call-arg]
+        **values,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_bot(
     data_dir: Path,
@@ -82,12 +97,7 @@ async def open_bot(
     ``plugin_settings`` its ``[plugin.NAME]`` tables; ``admins`` are user ids of the
     test platform who may run admin commands.
     """
-    settings = settings or Settings(
-        data_dir=data_dir,
-        cache_dir=data_dir / "cache",
-        bots_dir=PROJECT_BOTS_DIR,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = settings or settings_for(data_dir)
     if admins:
         listed = ",".join(f"{PLATFORM}:{user}" for user in admins)
         settings = settings.model_copy(update={"admins": listed})
@@ -109,15 +119,28 @@ async def open_bot(
         await bot.close()
 
 
+async def until(holds: Callable[[], bool], within: float = 10.0, every: float = 0.01) -> None:
+    """Wait until ``holds()`` is true, checking every ``every`` seconds; TimeoutError after
+    ``within`` (for what no condition announces, such as a plugin job's own counters)."""
+    async with asyncio.timeout(within):
+        while not holds():  # noqa: ASYNC110 - for what announces nothing
+            await asyncio.sleep(every)
+
+
 async def say(bot: Bot, text: str, **where: Any) -> TurnResult:
     """Send ``text`` (see :func:`message` for ``where``) and return the turn's result."""
     return await bot.handle(message(text, **where), CollectingChannel())
 
 
+async def answer(bot: Bot, text: str, **where: Any) -> str:
+    """Send ``text`` and return the reply's text (``""`` when the bot did not answer)."""
+    result = await say(bot, text, **where)
+    return result.reply.text if result.reply is not None else ""
+
+
 async def history(bot: Bot, sample: Message, *, limit: int = 50) -> list[StoredTurn]:
     """The stored turns of ``sample``'s conversation, as its speaker's scope sees them."""
-    scope = bot.store.privacy.scope(sample)
-    return await bot.store.recent_turns(bot.profile.name, sample.place, scope, limit=limit)
+    return await bot.history(sample, limit=limit)
 
 
 class FakeAdapter:
@@ -134,7 +157,7 @@ class FakeAdapter:
         self.sent: list[tuple[Place, str]] = []
         self.last = CollectingChannel()
         self._arrived = asyncio.Condition()
-        bot.outboxes[platform] = self._outbox
+        bot.connect(platform, self._outbox)
 
     async def _outbox(self, place: Place, text: str) -> None:
         self.sent.append((place, text))

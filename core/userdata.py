@@ -9,12 +9,20 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.memory import LongTermMemory
 from core.privacy import Scope
 from core.storage import Store
+from core.types import Message
+
+if TYPE_CHECKING:
+    from core.access import Access
+    from core.emotion.history import EmotionHistory, StoredReading
+    from core.facts import Profiles, StoredFact
+    from core.settings import BotProfile
 
 log = logging.getLogger(__name__)
 
@@ -253,3 +261,113 @@ async def purge_older_than(store: Store, memory: LongTermMemory | None, days: fl
             memory.invalidate()
         log.info("retention: deleted %d rows older than %g days", total, days)
     return total
+
+
+class DataServices(Protocol):
+    """What :class:`PersonalData` reads and changes (the bot is one)."""
+
+    store: Store
+    memory: LongTermMemory | None
+    facts: Profiles
+    emotion_history: EmotionHistory
+    access: Access
+    profile: BotProfile
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What the bot's last answer to someone in a place was based on (``/why``)."""
+
+    answer: str
+    reading: StoredReading | None
+    """How the message it answered read (its emotion), when it was read."""
+    context_turns: int
+    summary: bool
+    recalled: list[str]
+
+
+class PersonalData:
+    """Everything kept about the person who sent ``message``, read and changed in their
+    own scope only: what plugins (the built-in ``privacy`` one) use for people's data
+    rights. ``scope`` is the turn's (what this place may see); ownership is always the
+    person's own keyed id on that platform."""
+
+    def __init__(
+        self, services: DataServices, message: Message, scope: Scope, user_key: str
+    ) -> None:
+        self._services = services
+        self._message = message
+        self._scope = scope
+        self._owner = (message.place.platform, user_key)
+
+    @property
+    def _store(self) -> Store:
+        return self._services.store
+
+    async def counts(self) -> dict[str, int]:
+        return await counts(self._store, *self._owner)
+
+    async def export(self) -> dict[str, Any]:
+        return await export(self._store, *self._owner)
+
+    async def forget(self) -> dict[str, int]:
+        return await forget(self._store, self._services.memory, *self._owner)
+
+    async def opted_out(self) -> bool:
+        return await is_opted_out(self._store, *self._owner)
+
+    async def set_opted_out(self, out: bool) -> None:
+        await set_opted_out(self._store, *self._owner, out)
+
+    async def consents(self) -> list[str]:
+        return await consents(self._store, *self._owner)
+
+    async def set_consent(self, purpose: str, given: bool) -> None:
+        await set_consent(self._store, *self._owner, purpose, given)
+
+    @property
+    def retention_days(self) -> float:
+        """How long anything is kept (0: until they erase it)."""
+        return self._services.profile.privacy.retention_days
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether stored text is encrypted at rest."""
+        return self._services.store.privacy.cipher.enabled
+
+    @property
+    def redacted(self) -> bool:
+        """Whether e-mail addresses, phone and card numbers are removed before storing."""
+        return self._services.store.privacy.redact_stored
+
+    @property
+    def blocked(self) -> bool:
+        """Blocked by the operator's settings or an admin's /block."""
+        return self._services.access.blocks(self._message.speaker, self._owner[1])
+
+    async def facts(self) -> list[StoredFact]:
+        """The facts they stated, as far as this place may see."""
+        return await self._services.facts.about(self._scope, self._owner[1])
+
+    async def reset(self) -> None:
+        """Start this conversation afresh (earlier turns leave the context)."""
+        await self._store.reset(self._services.profile.name, self._message)
+
+    async def last_answer(self) -> Explanation | None:
+        """The bot's last answer to them here and what it was based on."""
+        services, scope = self._services, self._scope
+        answer = await self._store.last_answer(
+            services.profile.name, self._message.place, scope, self._owner[1]
+        )
+        if answer is None:
+            return None
+        asked = await self._store.turn(answer.answers, scope) if answer.answers else None
+        reading = await services.emotion_history.for_turn(scope, asked.id) if asked else None
+        recalled = await services.memory.by_ids(scope, answer.recalled) if services.memory else []
+        return Explanation(
+            answer.text,
+            reading,
+            len(answer.context),
+            answer.summary is not None,
+            [m.text for m in recalled],
+        )

@@ -1,5 +1,5 @@
-"""Built-in plugin ``help``: the commands there are, with their usage, generated from
-what the plugins declare."""
+"""Built-in plugin ``help``: the commands there are, with their usage, read from the
+bot's one command table (the core's own commands and every running plugin's)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,13 @@ plugin = Plugin("help", description="/help lists the commands and how to use the
 
 @plugin.command("help", help="what I can do, or how to use one command")
 async def help_(ctx: Context, command: str = "") -> str:
-    host = ctx.bot.plugins
-    available = [c for c in host.commands() if not c.admin or ctx.is_admin]
+    available = ctx.commands  # from the one command table: the core's and every plugin's
     if command:
         wanted = command.lstrip("/").lower()
         found = next((c for c in available if c.name == wanted), None)
         if found is None:
             return f"I don't know /{wanted}. /help lists what I can do."
         return f"{found.usage}\n{found.help}" if found.help else found.usage
-    lines = [f"I'm {ctx.bot.profile.name}. Talk to me in plain words, or use a command:"]
+    lines = [f"I'm {ctx.bot_name}. Talk to me in plain words, or use a command:"]
     lines += [f"  {c.usage} - {c.help}" if c.help else f"  {c.usage}" for c in available]
-    if ctx.is_admin:
-        lines.append("  /plugins, /plugin enable|disable|reload NAME - manage plugins (admin)")
-        lines.append("  /access, /block WHO, /unblock WHO - who I answer (admin)")
-        lines.append("  /status - what I run, since when, and what I have done (admin)")
     return "\n".join(lines)

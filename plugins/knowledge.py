@@ -81,10 +81,9 @@ def _pieces(passage: Passage) -> list[str]:
 @plugin.setup
 async def load(ctx: JobContext) -> None:
     settings: KnowledgeSettings = ctx.settings
-    if ctx.bot.memory is None:
+    if not ctx.can_embed:
         raise RuntimeError("knowledge needs the embedding model: enable [memory] in the profile")
-    base = ctx.bot.profile.folder or Path(".")
-    folder = base / settings.folder
+    folder = ctx.profile_folder / settings.folder
     found = passages(folder, settings.passage_chars) if folder.is_dir() else []
     if not found:
         log.warning("knowledge: no Markdown documents in %s", folder)
@@ -96,7 +95,7 @@ async def load(ctx: JobContext) -> None:
         pieces = _pieces(passage)
         texts += pieces
         owners += [index] * len(pieces)
-    vectors = await ctx.bot.memory.embedder.embed(texts) if texts else np.zeros((0, 1))
+    vectors = await ctx.embed(texts) if texts else np.zeros((0, 1))
     ctx.state["passages"], ctx.state["vectors"] = found, vectors
     ctx.state["owners"] = np.asarray(owners, dtype=np.int64)
     log.info("knowledge: %d passages (%d sentences) from %s", len(found), len(texts), folder)
@@ -106,9 +105,9 @@ async def relevant(ctx: Context, question: str, vector: Any = None) -> list[tupl
     """The passages that answer ``question`` best (``vector``: its embedding, if known)."""
     settings: KnowledgeSettings = ctx.settings
     found: list[Passage] = ctx.state.get("passages", [])
-    if not found or ctx.bot.memory is None:
+    if not found or not ctx.can_embed:
         return []
-    query = vector if vector is not None else (await ctx.bot.memory.embedder.embed([question]))[0]
+    query = vector if vector is not None else (await ctx.embed([question]))[0]
     similarity = np.asarray(ctx.state["vectors"]) @ query
     scores = np.full(len(found), -1.0)
     np.maximum.at(scores, ctx.state["owners"], similarity)
@@ -121,7 +120,7 @@ async def ground(ctx: Context) -> None:
     settings: KnowledgeSettings = ctx.settings
     chosen, used = [], 0
     # perceive already embedded the message with the same model: no second embedding
-    for _, passage in await relevant(ctx, ctx.text, ctx.turn.vector):
+    for _, passage in await relevant(ctx, ctx.text, ctx.vector):
         if used + len(passage.text) > settings.budget_chars:
             break
         chosen.append(f"[{passage.source}]\n{passage.text}")

@@ -13,13 +13,13 @@ DEFAULT = "default"
 
 
 def _names(ctx: Context) -> list[str]:
-    return available_profiles(ctx.bot.settings.bots_dir)
+    return available_profiles(ctx.bots_dir)
 
 
 def _persona_of(ctx: Context, name: str) -> str:
     cache: dict[str, str] = ctx.state.setdefault("personas", {})
     if name not in cache:
-        cache[name] = load_profile(ctx.bot.settings.bots_dir, name).persona
+        cache[name] = load_profile(ctx.bots_dir, name).persona
     return cache[name]
 
 
@@ -33,7 +33,7 @@ async def persona(ctx: Context, name: str = "") -> str:
         return "Only an admin of this bot can switch the persona."
     if name == DEFAULT:
         await ctx.channel_storage.delete("profile")
-        return f"Back to my usual self ({ctx.bot.profile.name}) here."
+        return f"Back to my usual self ({ctx.bot_name}) here."
     if name not in _names(ctx):
         return f"There is no profile called {name!r}. Available: {choices}."
     try:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from core import facts, userdata
-from core.pipeline import Turn
+from core import facts
 from core.plugins import Context, Plugin, matchers
 
 plugin = Plugin(
@@ -26,24 +25,17 @@ _WHAT_DO_YOU_REMEMBER = (
 )
 
 
-def _owner(turn: Turn) -> tuple[str, str]:
-    return turn.message.place.platform, turn.user_key
-
-
 @plugin.command("reset", help="start this conversation afresh")
 async def reset(ctx: Context) -> str:
-    turn = ctx.turn
-    await turn.bot.store.reset(turn.bot.profile.name, turn.message)
+    await ctx.personal_data.reset()
     return "Starting fresh: I won't use our earlier messages here as context from now on."
 
 
 @plugin.on_message(matchers.regex(_WHAT_DO_YOU_REMEMBER), priority=50)
 async def what_i_remember(ctx: Context) -> str:
     """An honest answer from the stored profile facts, as far as this place may see."""
-    turn = ctx.turn
-    assert turn.scope is not None
-    known = facts.describe(await turn.bot.profiles.about(turn.scope, turn.user_key))
-    where = "" if turn.message.place.is_private else " from this channel"
+    known = facts.describe(await ctx.personal_data.facts())
+    where = "" if ctx.place.is_private else " from this channel"
     if not known:
         return (
             f"I don't remember anything about you{where} yet. "
@@ -54,15 +46,13 @@ async def what_i_remember(ctx: Context) -> str:
     return "\n".join(lines)
 
 
-@plugin.command("privacy", help="what I keep about you, where, and for how long")
+@plugin.command("privacy", help="what I keep about you, where, and for how long", data_right=True)
 async def privacy(ctx: Context) -> str:
-    turn = ctx.turn
-    bot = turn.bot
-    counts = await userdata.counts(bot.store, *_owner(turn))
-    out = await userdata.is_opted_out(bot.store, *_owner(turn))
-    agreed = await userdata.consents(bot.store, *_owner(turn))
-    days = bot.profile.privacy.retention_days
-    privacy = bot.store.privacy
+    data = ctx.personal_data
+    counts = await data.counts()
+    out = await data.opted_out()
+    agreed = await data.consents()
+    days = data.retention_days
     keep = f"for {days:g} days, then deleted automatically" if days else "until you erase it"
     lines = [
         "What I keep about you, and where:",
@@ -75,16 +65,16 @@ async def privacy(ctx: Context) -> str:
         "- What you say in a direct message is only ever used in your direct messages; "
         "what you say in a group channel is used only in that channel and in your DMs.",
         "- Your user id is stored as a keyed hash; stored text is "
-        + ("encrypted." if privacy.cipher.enabled else "not encrypted.")
+        + ("encrypted." if data.encrypted else "not encrypted.")
         + (
             " E-mail addresses, phone and card numbers are removed before storing."
-            if privacy.redact_stored
+            if data.redacted
             else ""
         ),
         f"- You are opted {'out: I store nothing of yours' if out else 'in'}.",
         *(
             ["- This bot's admins have blocked you: I don't answer you or keep what you say."]
-            if bot.access.blocks(turn.message.speaker, turn.user_key)
+            if data.blocked
             else []
         ),
         "- Training: "
@@ -101,25 +91,22 @@ async def privacy(ctx: Context) -> str:
     return "\n".join(lines)
 
 
-@plugin.command("export", help="everything I keep about you, as JSON (DM only)")
+@plugin.command("export", help="everything I keep about you, as JSON (DM only)", data_right=True)
 async def export(ctx: Context) -> str:
-    turn = ctx.turn
-    if not turn.message.place.is_private:
+    if not ctx.place.is_private:
         return DM_ONLY
-    data = await userdata.export(turn.bot.store, *_owner(turn))
-    return json.dumps(data, indent=2, ensure_ascii=False)
+    return json.dumps(await ctx.personal_data.export(), indent=2, ensure_ascii=False)
 
 
-@plugin.command("forget", help="erase everything about you (asks to confirm)")
+@plugin.command("forget", help="erase everything about you (asks to confirm)", data_right=True)
 async def forget(ctx: Context, confirm: str = "") -> str:
-    turn = ctx.turn
     if confirm.strip().lower() != "confirm":
         return (
             "This erases everything I keep about you, everywhere: your messages and my "
             "replies, memories, profile facts, summaries, and your opt-out if you set one. "
             "It cannot be undone. To go ahead, send: /forget confirm"
         )
-    deleted = await userdata.forget(turn.bot.store, turn.bot.memory, *_owner(turn))
+    deleted = await ctx.personal_data.forget()
     total = sum(deleted.values())
     return (
         f"Done: I erased everything I kept about you ({total} records). "
@@ -127,29 +114,28 @@ async def forget(ctx: Context, confirm: str = "") -> str:
     )
 
 
-@plugin.command("optout", help="stop storing anything you say")
+@plugin.command("optout", help="stop storing anything you say", data_right=True)
 async def optout(ctx: Context) -> str:
-    turn = ctx.turn
-    await userdata.set_opted_out(turn.bot.store, *_owner(turn), True)
+    await ctx.personal_data.set_opted_out(True)
     return (
         "You're opted out: I'll still answer you, but I won't store anything you say. "
         "What I kept before stays until you /forget it. /optin to undo."
     )
 
 
-@plugin.command("optin", help="let me remember again")
+@plugin.command("optin", help="let me remember again", data_right=True)
 async def optin(ctx: Context) -> str:
-    turn = ctx.turn
-    await userdata.set_opted_out(turn.bot.store, *_owner(turn), False)
+    await ctx.personal_data.set_opted_out(False)
     return "You're opted in again: I'll remember our conversations. /optout to stop."
 
 
-@plugin.command("consent", help="allow (or withdraw) use of your messages for training")
+@plugin.command(
+    "consent", help="allow (or withdraw) use of your messages for training", data_right=True
+)
 async def consent(ctx: Context, purpose: str = "", choice: Literal["on", "off"] = "on") -> str:
-    turn = ctx.turn
-    owner = _owner(turn)
+    data = ctx.personal_data
     if purpose.lower() != "training":
-        agreed = await userdata.consents(turn.bot.store, *owner)
+        agreed = await data.consents()
         return (
             "/consent training lets this bot's operator use your messages, and my replies to "
             "you, to fine-tune my language model, with e-mail addresses, phone and card "
@@ -158,11 +144,11 @@ async def consent(ctx: Context, purpose: str = "", choice: Literal["on", "off"] 
             f"You have currently {'allowed' if agreed else 'not allowed'} it."
         )
     if choice == "off":
-        await userdata.set_consent(turn.bot.store, *owner, "training", False)
+        await data.set_consent("training", False)
         return "Withdrawn: your messages will not be exported for training from now on."
-    if await userdata.is_opted_out(turn.bot.store, *owner):
+    if await data.opted_out():
         return "You are opted out, so I keep nothing to train on. /optin first, then ask again."
-    await userdata.set_consent(turn.bot.store, *owner, "training", True)
+    await data.set_consent("training", True)
     return (
         "Thank you: your messages and my replies to you may now be used to fine-tune my "
         "language model (personal data removed). /consent training off withdraws it."
@@ -171,28 +157,23 @@ async def consent(ctx: Context, purpose: str = "", choice: Literal["on", "off"] 
 
 @plugin.command("why", help="what my last answer to you was based on")
 async def why(ctx: Context) -> str:
-    turn = ctx.turn
-    bot, scope = turn.bot, turn.scope
-    assert scope is not None
-    answer = await bot.store.last_answer(bot.profile.name, turn.message.place, scope, turn.user_key)
+    answer = await ctx.personal_data.last_answer()
     if answer is None:
         return "I haven't answered you here yet (or I was told not to keep anything)."
-    lines = [f'My last answer to you here was: "{_clip(answer.text)}"', "It was based on:"]
-    asked = await bot.store.turn(answer.answers, scope) if answer.answers else None
-    reading = await bot.emotion_history.for_turn(scope, asked.id) if asked else None
+    lines = [f'My last answer to you here was: "{_clip(answer.answer)}"', "It was based on:"]
+    reading = answer.reading
     if reading is not None:
         felt = ", ".join(f"{name} {p:.0%}" for name, p in reading.labels.items())
         lines.append(
             f"- how your message read to me: {reading.ekman} ({felt}; "
             f"valence {reading.valence:+.2f}, arousal {reading.arousal:.2f})"
         )
-    lines.append(f"- {len(answer.context)} earlier messages of this conversation")
-    if answer.summary is not None:
+    lines.append(f"- {answer.context_turns} earlier messages of this conversation")
+    if answer.summary:
         lines.append("- the summary of our earlier conversation")
-    recalled = await bot.memory.by_ids(scope, answer.recalled) if bot.memory else []
-    if recalled:
+    if answer.recalled:
         lines.append("- these memories:")
-        lines += [f'    "{_clip(m.text)}"' for m in recalled]
+        lines += [f'    "{_clip(text)}"' for text in answer.recalled]
     else:
         lines.append("- no long-term memories")
     return "\n".join(lines)

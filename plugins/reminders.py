@@ -99,7 +99,7 @@ def _when(seconds: float) -> str:
 
 async def _add(ctx: Context, delay: float, what: str) -> str:
     settings: ReminderSettings = ctx.settings
-    if not ctx.turn.keep:
+    if not ctx.keeps:
         return "You're opted out, so I keep nothing for you, reminders included. /optin to undo."
     if delay <= 0 or delay > settings.longest_days * 86400:
         return f"I can remind you from a second to {settings.longest_days:g} days ahead."

@@ -10,22 +10,16 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
+from core import testing
 from core.bot import Bot
-from core.emotion.reader import FakeEmotionReader
 from core.generation.fake import FakeGenerator
-from core.memory import FakeEmbedder
 from core.privacy import Cipher, Privacy, Pseudonymizer
 from core.settings import PROJECT_BOTS_DIR, BotProfile, Settings, load_profile
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        cache_dir=tmp_path / "cache",
-        bots_dir=PROJECT_BOTS_DIR,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    return testing.settings_for(tmp_path / "data")
 
 
 @pytest.fixture
@@ -42,8 +36,9 @@ def fake() -> FakeGenerator:
 
 @pytest.fixture
 async def bot(settings: Settings, profile: BotProfile, fake: FakeGenerator) -> AsyncIterator[Bot]:
-    async with await Bot.open(
-        settings, profile, generator=fake, embedder=FakeEmbedder(), emotions=FakeEmotionReader()
+    """A bot with the fake generator, embedder and emotion reader (the test kit's)."""
+    async with testing.open_bot(
+        settings.data_dir, settings=settings, profile=profile, generator=fake
     ) as running:
         yield running
 

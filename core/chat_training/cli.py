@@ -174,8 +174,9 @@ def _evaluate(args: argparse.Namespace, settings: Settings, profile: BotProfile)
     import torch
 
     from core.chat_training.perplexity import perplexity
-    from core.chat_training.train import examples_of, load_base, pad_id, trained_base
+    from core.chat_training.train import examples_of, load_base, pad_id
     from core.errors import ConfigError
+    from core.generation.models import trained_base
 
     adapter = args.adapter if args.adapter is not None else profile.adapter_path()
     if adapter is None:

@@ -36,7 +36,6 @@ from core.generation import models
 
 log = logging.getLogger(__name__)
 
-REPORT = "training.json"
 ALL_LINEAR = "all-linear"
 
 
@@ -319,15 +318,5 @@ def _finish(
         ),
         "history": state["history"],
     }
-    (config.out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+    (config.out / models.REPORT).write_text(json.dumps(report, indent=2) + "\n")
     return report
-
-
-def trained_base(adapter: Path) -> tuple[str, str | None] | None:
-    """The base model an adapter was trained on, as its training report names it."""
-    try:
-        report = json.loads((adapter / REPORT).read_text())
-    except (OSError, ValueError):
-        return None
-    base = report.get("base_model")
-    return (str(base), report.get("gguf_file")) if base else None

@@ -24,6 +24,7 @@ from core.emotion.labels import EKMAN, LABELS, Reading, reading_from
 from core.emotion.reader import EmotionReader
 from core.emotion.text import has_emoji, spell_emoji
 from core.errors import ModelNotFoundError
+from core.models import embedded_model_path
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -34,8 +35,6 @@ INPUT_FILE = "input.json"  # how a network's input text is prepared: {"emoji": "
 
 def encoder_path(encoder: str) -> str:
     if encoder == "embedded":
-        from core.memory import embedded_model_path
-
         return str(embedded_model_path())
     return encoder
 

@@ -1,5 +1,7 @@
-"""Language-model backends behind one small interface (:class:`Generator`)."""
+"""Language-model backends behind one small interface (:class:`Generator`).
 
-from core.generation.base import Generator, create_generator
-
-__all__ = ["Generator", "create_generator"]
+The interface is :mod:`core.generation.base`; the factory that picks and makes a backend
+is :mod:`core.generation.factory`. Neither is imported here: importing any submodule runs
+this file first, and the factory imports :mod:`core.summary`, which imports the interface
+(re-exporting the factory here would make that an import cycle).
+"""

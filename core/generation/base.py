@@ -1,4 +1,5 @@
-"""The interface every language-model backend implements, and the factory."""
+"""The interface every language-model backend implements (the factory that picks one
+is :mod:`core.generation.factory`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from core.errors import BackendError, ConfigError
+from core.errors import BackendError
 from core.types import ChatMessage, Role
 
 if TYPE_CHECKING:
-    from core.settings import BotProfile, GenerationSettings, Settings
+    from core.settings import GenerationSettings
 
 
 class Generator(abc.ABC):
@@ -98,6 +99,10 @@ class Generator(abc.ABC):
         return "".join([piece async for piece in self.stream(messages, params)])
 
 
+BACKGROUND_MAX_TOKENS = 120
+"""The most tokens background work (a conversation's summary) generates at once: engines
+that size a conversation's room (llama.cpp's slots) leave this much for it."""
+
 END = object()
 """What a worker thread emits when the reply is complete."""
 
@@ -127,86 +132,3 @@ class Handoff:
             assert isinstance(item, str)
             if item:
                 yield item
-
-
-def engine_for(profile: BotProfile) -> str:
-    """The backend that runs a profile's model: ``backend``, or for 'auto' the fastest
-    that can: llama.cpp for a GGUF model (the embedded one included) when it is
-    installed and no adapter is named, transformers otherwise."""
-    model = profile.model
-    if model.backend != "auto":
-        if model.backend == "llama.cpp" and profile.model.adapter:
-            raise ConfigError(
-                "a LoRA adapter runs on the transformers backend: set [model] backend = "
-                "'transformers' or 'auto'"
-            )
-        return model.backend
-    from core.generation import llamacpp_engine
-
-    gguf = model.model == "embedded" or bool(model.gguf_file) or model.model.endswith(".gguf")
-    if gguf and not model.adapter and llamacpp_engine.available():
-        return "llama.cpp"
-    return "transformers"
-
-
-TEMPLATE_SLACK = 128
-"""Tokens allowed past the dialogue manager's count (template tokens it estimates)."""
-
-
-def conversation_tokens(profile: BotProfile) -> int:
-    """Tokens one conversation's prompt and reply take at most: the context budget, and
-    the longer of a reply and a summary (a summary's prompt is fitted to the same room)."""
-    from core.summary import PARAMS as SUMMARY
-
-    reply = max(profile.generation.max_new_tokens, SUMMARY.max_new_tokens)
-    return profile.context.budget_tokens + reply + TEMPLATE_SLACK
-
-
-def create_generator(profile: BotProfile, settings: Settings) -> Generator:
-    """The backend a profile asks for (not yet started)."""
-    model = profile.model
-    backend = engine_for(profile)
-    if backend == "llama.cpp":
-        from core.generation import models
-        from core.generation.llamacpp_engine import LlamaCppGenerator
-
-        source = models.gguf_source(model.model, model.gguf_file)
-        if source is None:
-            raise ConfigError(
-                f"backend 'llama.cpp' runs GGUF files; {model.model!r} is not one "
-                "(name a .gguf file, or set gguf_file)"
-            )
-        return LlamaCppGenerator(
-            source.path,
-            threads=model.threads,
-            context_window=model.context_window,
-            conversation_tokens=conversation_tokens(profile),
-            parallel=model.parallel,
-            queue_limit=model.queue_limit,
-            reuse_chunk=model.reuse_chunk,
-        )
-    if backend == "transformers":
-        from core.generation.transformers_engine import TransformersGenerator
-
-        return TransformersGenerator(
-            model.model,
-            gguf_file=model.gguf_file,
-            cache_dir=settings.cache_dir,
-            threads=model.threads,
-            context_window=model.context_window,
-            adapter=profile.adapter_path(),
-            merge_adapter=model.merge_adapter,
-            device=model.device,
-        )
-    if model.backend == "openai":
-        from core.generation.openai_engine import OpenAIGenerator
-
-        return OpenAIGenerator(
-            model.model,
-            base_url=model.base_url or settings.openai_base_url,
-            api_key=settings.openai_api_key.get_secret_value(),
-            timeout_s=model.timeout_s,
-            max_retries=model.max_retries,
-            context_window=model.context_window,
-        )
-    raise AssertionError(f"unknown backend {model.backend!r}")  # pydantic rejects it first

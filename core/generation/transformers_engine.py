@@ -143,8 +143,6 @@ class TransformersGenerator(Generator):
         """The base model with a LoRA adapter from `socialbot train chat` (merged if asked)."""
         from peft import PeftModel
 
-        from core.chat_training.train import trained_base
-
         if not adapter.exists():
             raise ModelNotFoundError(
                 f"the adapter folder {adapter} does not exist: train one with "
@@ -154,7 +152,7 @@ class TransformersGenerator(Generator):
             raise ModelNotFoundError(
                 f"{adapter} is not a LoRA adapter folder (no adapter_config.json)"
             )
-        base = trained_base(adapter)
+        base = models.trained_base(adapter)
         if base is not None and base[0] != self.model_name:
             raise ModelNotFoundError(
                 f"the adapter in {adapter} was trained on {base[0]!r}, not on {self.model_name!r}: "

@@ -12,25 +12,14 @@ import pytest
 
 from core import testing
 from core.access import NO_DMS, NOT_ALLOWED
-from core.adapter import CollectingChannel
 from core.bot import Bot
+from core.channel import CollectingChannel
 from core.errors import ConfigError
-from core.settings import PROJECT_BOTS_DIR, Settings, load_settings
+from core.settings import Settings, load_settings
 
 
 def settings(folder: Path, **access: Any) -> Settings:
-    return Settings(
-        data_dir=folder,
-        cache_dir=folder / "cache",
-        bots_dir=PROJECT_BOTS_DIR,
-        _env_file=None,  # type: ignore[call-arg]
-        **access,
-    )
-
-
-async def answer(bot: Bot, text: str, **where: str) -> str | None:
-    result = await testing.say(bot, text, **where)
-    return result.reply.text if result.reply is not None else None
+    return testing.settings_for(folder, **access)
 
 
 async def stored_turns(bot: Bot) -> int:
@@ -44,79 +33,97 @@ async def test_blocked_people_get_no_answer_and_nothing_of_theirs_is_kept(
 ) -> None:
     eve_blocked = settings(tmp_path, block_users="test:eve")
     async with testing.open_bot(tmp_path, settings=eve_blocked) as bot:
-        assert await answer(bot, "hello", user="eve") is None
-        assert await answer(bot, "hello", user="eve", channel="lounge") is None
+        assert await testing.answer(bot, "hello", user="eve") == ""
+        assert await testing.answer(bot, "hello", user="eve", channel="lounge") == ""
         result = await testing.say(bot, "hello", user="eve")
         assert result.ended == "not allowed: the speaker is blocked"
         assert await stored_turns(bot) == 0
-        assert await answer(bot, "hello", user="alice") == "echo: hello"
-        assert await answer(bot, "hello", user="alice", channel="lounge") == "echo: Alice: hello"
+        assert await testing.answer(bot, "hello", user="alice") == "echo: hello"
+        assert (
+            await testing.answer(bot, "hello", user="alice", channel="lounge")
+            == "echo: Alice: hello"
+        )
 
 
 async def test_an_allow_list_answers_only_those_on_it_and_admins(tmp_path: Path) -> None:
     async with testing.open_bot(
         tmp_path, settings=settings(tmp_path, allow_users="test:alice,web:*"), admins=["root"]
     ) as bot:
-        assert await answer(bot, "hi", user="alice") == "echo: hi"
-        assert await answer(bot, "hi", user="root") == "echo: hi"
-        assert await answer(bot, "hi", user="anyone", platform="web") == "echo: hi"
-        assert await answer(bot, "hi", user="bob") == NOT_ALLOWED  # told why, in a DM
-        assert await answer(bot, "hi", user="bob", channel="lounge") is None  # silent in groups
+        assert await testing.answer(bot, "hi", user="alice") == "echo: hi"
+        assert await testing.answer(bot, "hi", user="root") == "echo: hi"
+        assert await testing.answer(bot, "hi", user="anyone", platform="web") == "echo: hi"
+        assert await testing.answer(bot, "hi", user="bob") == NOT_ALLOWED  # told why, in a DM
+        assert (
+            await testing.answer(bot, "hi", user="bob", channel="lounge") == ""
+        )  # silent in groups
         assert await stored_turns(bot) == 6  # alice's, root's and the browser's; none of bob's
 
 
 async def test_place_lists_match_a_channel_a_thread_or_a_workspace(tmp_path: Path) -> None:
     access = settings(tmp_path, allow_places="test:lounge,test:W1", block_places="test:T9")
     async with testing.open_bot(tmp_path, settings=access) as bot:
-        assert await answer(bot, "a", channel="lounge") == "echo: Alice: a"
-        assert await answer(bot, "b", channel="general") is None
-        assert await answer(bot, "c", channel="general", workspace="W1") == "echo: Alice: c"
-        assert await answer(bot, "d", channel="lounge", thread="T9") is None
-        assert await answer(bot, "e") == "echo: e"  # direct messages are not places
+        assert await testing.answer(bot, "a", channel="lounge") == "echo: Alice: a"
+        assert await testing.answer(bot, "b", channel="general") == ""
+        assert await testing.answer(bot, "c", channel="general", workspace="W1") == "echo: Alice: c"
+        assert await testing.answer(bot, "d", channel="lounge", thread="T9") == ""
+        assert await testing.answer(bot, "e") == "echo: e"  # direct messages are not places
 
 
 async def test_direct_messages_can_be_turned_off(tmp_path: Path) -> None:
     async with testing.open_bot(tmp_path, settings=settings(tmp_path, allow_dms=False)) as bot:
-        assert await answer(bot, "hi") == NO_DMS
-        assert await answer(bot, "hi", channel="lounge") == "echo: Alice: hi"
+        assert await testing.answer(bot, "hi") == NO_DMS
+        assert await testing.answer(bot, "hi", channel="lounge") == "echo: Alice: hi"
 
 
 async def test_blocked_people_keep_their_data_rights(tmp_path: Path) -> None:
     async with testing.open_bot(tmp_path, admins=["root"]) as bot:
-        await answer(bot, "my favourite colour is teal", user="eve")
-        assert (await answer(bot, "/block test:eve", user="root") or "").startswith("Blocked")
-        assert await answer(bot, "/help", user="eve") is None
-        assert "admins have blocked you" in (await answer(bot, "/privacy", user="eve") or "")
-        exported = json.loads(await answer(bot, "/export", user="eve") or "")
+        await testing.answer(bot, "my favourite colour is teal", user="eve")
+        assert (await testing.answer(bot, "/block test:eve", user="root") or "").startswith(
+            "Blocked"
+        )
+        assert await testing.answer(bot, "/help", user="eve") == ""
+        assert "admins have blocked you" in (
+            await testing.answer(bot, "/privacy", user="eve") or ""
+        )
+        exported = json.loads(await testing.answer(bot, "/export", user="eve") or "")
         assert exported["blocked"] is True
         assert exported["messages"][0]["text"] == "my favourite colour is teal"
-        assert "erased everything" in (await answer(bot, "/forget confirm", user="eve") or "")
+        assert "erased everything" in (
+            await testing.answer(bot, "/forget confirm", user="eve") or ""
+        )
         # erasure takes their data, not the moderators' record: still blocked
-        assert await answer(bot, "hello again", user="eve") is None
-        exported = json.loads(await answer(bot, "/export", user="eve") or "")
+        assert await testing.answer(bot, "hello again", user="eve") == ""
+        exported = json.loads(await testing.answer(bot, "/export", user="eve") or "")
         assert exported["blocked"] is True and exported["messages"] == []
 
 
 async def test_admins_block_and_unblock_and_it_outlives_a_restart(tmp_path: Path) -> None:
     async with testing.open_bot(tmp_path, admins=["root"]) as bot:
-        assert (await answer(bot, "/block eve", user="bob") or "").startswith("Only an admin")
-        assert (await answer(bot, "/block eve", user="root")) == (
+        assert (await testing.answer(bot, "/block eve", user="bob") or "").startswith(
+            "Only an admin"
+        )
+        assert (await testing.answer(bot, "/block eve", user="root")) == (
             "Blocked test:eve: I won't answer them or keep anything they say. "
             "/unblock test:eve to undo."
         )
-        assert await answer(bot, "/block test:eve", user="root") == "test:eve is already blocked."
-        assert "admins cannot be blocked" in (await answer(bot, "/block root", user="root") or "")
-        assert "by name" in (await answer(bot, "/block @eve", user="root") or "")
-        assert "Usage: /block WHO" in (await answer(bot, "/block", user="root") or "")
-        assert "with /block" in (await answer(bot, "/access", user="root") or "")
-        assert await answer(bot, "hi", user="eve") is None
+        assert (
+            await testing.answer(bot, "/block test:eve", user="root")
+            == "test:eve is already blocked."
+        )
+        assert "admins cannot be blocked" in (
+            await testing.answer(bot, "/block root", user="root") or ""
+        )
+        assert "by name" in (await testing.answer(bot, "/block @eve", user="root") or "")
+        assert "Usage: /block WHO" in (await testing.answer(bot, "/block", user="root") or "")
+        assert "with /block" in (await testing.answer(bot, "/access", user="root") or "")
+        assert await testing.answer(bot, "hi", user="eve") == ""
     rows = sqlite3.connect(tmp_path / "socialbot.db").execute("SELECT * FROM blocks").fetchall()
     assert len(rows) == 1 and "eve" not in repr(rows)  # a keyed hash, like every user id
     async with testing.open_bot(tmp_path, admins=["root"]) as bot:
-        assert await answer(bot, "hi", user="eve") is None
-        assert await answer(bot, "/unblock <@!eve>", user="root") == "Unblocked test:eve."
-        assert await answer(bot, "hi", user="eve") == "echo: hi"
-        assert await answer(bot, "/unblock eve", user="root") == "test:eve is not blocked."
+        assert await testing.answer(bot, "hi", user="eve") == ""
+        assert await testing.answer(bot, "/unblock <@!eve>", user="root") == "Unblocked test:eve."
+        assert await testing.answer(bot, "hi", user="eve") == "echo: hi"
+        assert await testing.answer(bot, "/unblock eve", user="root") == "test:eve is not blocked."
 
 
 async def test_admins_block_by_replying_to_a_message(tmp_path: Path) -> None:
@@ -124,8 +131,8 @@ async def test_admins_block_by_replying_to_a_message(tmp_path: Path) -> None:
         said = testing.message("/block", user="root", channel="lounge")
         result = await bot.handle(replace(said, reply_to_user="eve"), CollectingChannel())
         assert result.reply is not None and result.reply.text.startswith("Blocked test:eve")
-        assert await answer(bot, "hi", user="eve", channel="lounge") is None
-        usage = await answer(bot, "/unblock", user="root", channel="lounge") or ""
+        assert await testing.answer(bot, "hi", user="eve", channel="lounge") == ""
+        usage = await testing.answer(bot, "/unblock", user="root", channel="lounge") or ""
         assert usage.endswith("or reply to their message with /unblock")
 
 
@@ -133,9 +140,11 @@ async def test_a_block_in_the_settings_is_lifted_there_only(tmp_path: Path) -> N
     async with testing.open_bot(
         tmp_path, settings=settings(tmp_path, block_users="test:eve"), admins=["root"]
     ) as bot:
-        assert "SOCIALBOT_BLOCK_USERS" in (await answer(bot, "/unblock eve", user="root") or "")
-        assert await answer(bot, "hi", user="eve") is None
-        described = await answer(bot, "/access", user="root") or ""
+        assert "SOCIALBOT_BLOCK_USERS" in (
+            await testing.answer(bot, "/unblock eve", user="root") or ""
+        )
+        assert await testing.answer(bot, "hi", user="eve") == ""
+        described = await testing.answer(bot, "/access", user="root") or ""
         assert "blocked: 1 person in the settings, 0 with /block" in described
 
 

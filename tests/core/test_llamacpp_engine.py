@@ -12,7 +12,7 @@ import pytest
 from core import testing
 from core.dialogue import budget_for
 from core.errors import BusyError, ConfigError
-from core.generation.base import create_generator, engine_for
+from core.generation.factory import create_generator, engine_for
 from core.generation.llamacpp_engine import (
     BACKGROUND_CHUNK,
     PREFILL_CHUNK,

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from adapters.console import make_message
-from core import pipeline
-from core.adapter import CollectingChannel
+from core import pipeline, testing
 from core.bot import Bot
+from core.channel import CollectingChannel
 from core.emotion.reader import FakeEmotionReader
 from core.errors import BackendError
 from core.generation.openai_engine import OpenAIGenerator
@@ -137,15 +136,15 @@ async def test_a_bot_on_a_dead_server_apologises_and_keeps_serving(
         settings, remote, embedder=FakeEmbedder(), emotions=FakeEmotionReader()
     ) as bot:
         assert isinstance(bot.generator, OpenAIGenerator)
-        ok = await bot.handle(make_message("hi", user="a"), CollectingChannel())
+        ok = await bot.handle(testing.message("hi", user="a"), CollectingChannel())
         assert ok.reply is not None and ok.reply.text == "Hello there!"
         server.status = 503
-        down = await bot.handle(make_message("hi", user="b"), CollectingChannel())
+        down = await bot.handle(testing.message("hi", user="b"), CollectingChannel())
         assert down.reply is not None and down.reply.text == pipeline.APOLOGY
         server.status = 200
-        again = await bot.handle(make_message("hi again", user="b"), CollectingChannel())
+        again = await bot.handle(testing.message("hi again", user="b"), CollectingChannel())
         assert again.reply is not None and again.reply.text == "Hello there!"
-        await bot.handle(make_message("mail me: b@example.org", user="c"), CollectingChannel())
+        await bot.handle(testing.message("mail me: b@example.org", user="c"), CollectingChannel())
         assert "b@example.org" not in json.dumps(server.requests[-1])
         assert "mail me: [email]" in json.dumps(server.requests[-1])
         # b's first message was kept although it was never answered

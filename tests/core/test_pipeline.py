@@ -6,36 +6,38 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from adapters.console import make_message
 from core import pipeline, testing
-from core.adapter import CollectingChannel
 from core.bot import Bot
+from core.channel import CollectingChannel
 from core.emotion.reader import FakeEmotionReader
 from core.generation.fake import FakeGenerator
 from core.memory import FakeEmbedder
 from core.settings import BotProfile, GenerationSettings, Settings
+from core.turn import TurnResult
 from core.types import ChatMessage, Message, Place, PlaceKind, Role, Speaker
 
 
 async def say(
     bot: Bot, text: str, user: str = "alice", channel: str | None = None
-) -> tuple[pipeline.TurnResult, CollectingChannel]:
+) -> tuple[TurnResult, CollectingChannel]:
     sink = CollectingChannel()
-    result = await bot.handle(make_message(text, user=user, channel=channel), sink)
+    result = await bot.handle(testing.message(text, user=user, channel=channel), sink)
     return result, sink
 
 
-def test_stages_are_listed_in_order() -> None:
-    assert [name for name, _ in pipeline.STAGES] == [
-        "guard",
-        "route",
-        "perceive",
-        "hooks",
-        "recall",
-        "respond",
-        "remember",
-        "send",
-    ]
+async def test_a_command_is_answered_before_the_message_is_read(
+    bot: Bot, fake: FakeGenerator
+) -> None:
+    """route comes before perceive and recall: a command costs no model, no emotion
+    reading and no embedding, and leaves nothing in the conversation's history."""
+    assert bot.emotions is not None and bot.memory is not None
+    reader, embedder = bot.emotions.reader, bot.memory.embedder
+    assert isinstance(reader, FakeEmotionReader) and isinstance(embedder, FakeEmbedder)
+    result, _ = await say(bot, "/help")
+    assert result.ended == "command /help" and result.reply is not None
+    assert fake.prompts == [] and reader.calls == [] and embedder.calls == 0
+    result, _ = await say(bot, "hello")  # the positive control: a message is read
+    assert len(fake.prompts) == 1 and reader.calls == [["hello"]] and embedder.calls >= 1
 
 
 async def test_reply_is_streamed_then_sent(bot: Bot) -> None:
@@ -59,14 +61,16 @@ async def test_second_turn_sees_the_first_exchange(bot: Bot, fake: FakeGenerator
 async def test_conversations_do_not_share_context(bot: Bot, fake: FakeGenerator) -> None:
     await say(bot, "secret plans", user="alice")
     await say(bot, "hi", user="bob")
-    assert all("secret" not in m.content for m in fake.prompts[-1])
+    assert [m.content for m in fake.prompts[-1][1:]] == ["hi"]  # bob's prompt: his own only
+    await say(bot, "and?", user="alice")  # the positive control: alice's does hold it
+    assert "secret plans" in [m.content for m in fake.prompts[-1]]
 
 
 async def test_group_context_names_speakers(bot: Bot, fake: FakeGenerator) -> None:
     await say(bot, "I like tea", user="alice", channel="lounge")
     await say(bot, "and I like coffee", user="bob", channel="lounge")
     contents = [m.content for m in fake.prompts[-1][1:]]
-    assert contents == ["alice: I like tea", "echo: alice: I like tea", "bob: and I like coffee"]
+    assert contents == ["Alice: I like tea", "echo: Alice: I like tea", "Bob: and I like coffee"]
 
 
 async def test_a_group_can_keep_a_conversation_per_person(
@@ -74,35 +78,34 @@ async def test_a_group_can_keep_a_conversation_per_person(
 ) -> None:
     groups = profile.groups.model_copy(update={"context": "person"})
     fake = FakeGenerator()
-    async with await Bot.open(
-        settings,
-        profile.model_copy(update={"groups": groups}),
+    async with testing.open_bot(
+        settings.data_dir,
+        settings=settings,
+        profile=profile.model_copy(update={"groups": groups}),
         generator=fake,
-        embedder=FakeEmbedder(),
-        emotions=FakeEmotionReader(),
     ) as bot:
         await say(bot, "I like tea", user="alice", channel="lounge")
         await say(bot, "and I like coffee", user="bob", channel="lounge")
         # bob's window holds his own turns only
-        assert [m.content for m in fake.prompts[-1][1:]] == ["bob: and I like coffee"]
+        assert [m.content for m in fake.prompts[-1][1:]] == ["Bob: and I like coffee"]
         await say(bot, "green tea mostly", user="alice", channel="lounge")
         assert [m.content for m in fake.prompts[-1][1:]] == [
-            "alice: I like tea",
-            "echo: alice: I like tea",
-            "alice: green tea mostly",
+            "Alice: I like tea",
+            "echo: Alice: I like tea",
+            "Alice: green tea mostly",
         ]
         # /reset starts only the speaker's conversation afresh
         await say(bot, "/reset", user="bob", channel="lounge")
         await say(bot, "still tea", user="alice", channel="lounge")
-        assert "alice: green tea mostly" in [m.content for m in fake.prompts[-1]]
+        assert "Alice: green tea mostly" in [m.content for m in fake.prompts[-1]]
         await say(bot, "hi again", user="bob", channel="lounge")
-        assert [m.content for m in fake.prompts[-1][1:]] == ["bob: hi again"]
+        assert [m.content for m in fake.prompts[-1][1:]] == ["Bob: hi again"]
         # /why answers from the speaker's own conversation
         result, _ = await say(bot, "/why", user="bob", channel="lounge")
         assert result.reply is not None and "hi again" in result.reply.text
         # another channel, and DMs, are still conversations of their own
         await say(bot, "elsewhere", user="alice", channel="garden")
-        assert [m.content for m in fake.prompts[-1][1:]] == ["alice: elsewhere"]
+        assert [m.content for m in fake.prompts[-1][1:]] == ["Alice: elsewhere"]
 
 
 async def test_reply_is_durable_before_it_is_sent(bot: Bot) -> None:
@@ -110,11 +113,11 @@ async def test_reply_is_durable_before_it_is_sent(bot: Bot) -> None:
 
     class Checking(CollectingChannel):
         async def send(self, reply) -> None:  # type: ignore[no-untyped-def]
-            turns = await testing.history(bot, make_message("", user="carol"))
+            turns = await testing.history(bot, testing.message("", user="carol"))
             seen.append([t.text for t in turns])
             await super().send(reply)
 
-    await bot.handle(make_message("remember me", user="carol"), Checking())
+    await bot.handle(testing.message("remember me", user="carol"), Checking())
     assert seen == [["remember me", "echo: remember me"]]
 
 
@@ -186,7 +189,7 @@ async def test_huge_message_gets_a_clear_refusal(bot: Bot, fake: FakeGenerator) 
     result, _ = await say(bot, "x" * (bot.settings.max_message_chars + 1))
     assert result.reply is not None and "too long" in result.reply.text
     assert fake.prompts == []
-    assert await testing.history(bot, make_message("", user="alice")) == []
+    assert await testing.history(bot, testing.message("", user="alice")) == []
 
 
 async def test_message_over_token_budget_is_refused(bot: Bot, fake: FakeGenerator) -> None:
@@ -204,43 +207,39 @@ async def test_text_is_normalised_before_use(bot: Bot, fake: FakeGenerator) -> N
 async def test_dead_backend_gets_an_apology_and_keeps_the_message(
     settings: Settings, profile: BotProfile, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with await Bot.open(
-        settings,
-        profile,
-        generator=FakeGenerator(fail=True),
-        embedder=FakeEmbedder(),
-        emotions=FakeEmotionReader(),
+    async with testing.open_bot(
+        settings.data_dir, settings=settings, profile=profile, generator=FakeGenerator(fail=True)
     ) as bot:
         result, sink = await say(bot, "are you there?")
         assert result.reply is not None and result.reply.failed
         assert result.reply.text == pipeline.APOLOGY and sink.replies == [result.reply]
-        history = await testing.history(bot, make_message("", user="alice"))
+        history = await testing.history(bot, testing.message("", user="alice"))
         assert [t.text for t in history] == ["are you there?"]
     assert "backend failed" in caplog.text
 
 
-async def test_slow_backend_times_out(settings: Settings, profile: BotProfile) -> None:
+async def test_slow_backend_times_out(
+    settings: Settings, profile: BotProfile, caplog: pytest.LogCaptureFixture
+) -> None:
     slow = profile.model_copy(
         update={"model": profile.model.model_copy(update={"timeout_s": 0.05})}
     )
-    async with await Bot.open(
-        settings,
-        slow,
-        generator=FakeGenerator(delay=0.2),
-        embedder=FakeEmbedder(),
-        emotions=FakeEmotionReader(),
+    async with testing.open_bot(
+        settings.data_dir, settings=settings, profile=slow, generator=FakeGenerator(delay=0.2)
     ) as bot:
         result, _ = await say(bot, "hello")
-        assert result.reply is not None and result.reply.failed
+    assert result.reply is not None and result.reply.failed
+    assert result.reply.text == pipeline.APOLOGY
+    # the timeout path itself, not any other failure
+    assert "fake backend gave no full reply in 0.05 s" in caplog.text
 
 
 async def test_empty_model_output_is_a_failure(settings: Settings, profile: BotProfile) -> None:
-    async with await Bot.open(
-        settings,
-        profile,
+    async with testing.open_bot(
+        settings.data_dir,
+        settings=settings,
+        profile=profile,
         generator=FakeGenerator(lambda m: "  "),
-        embedder=FakeEmbedder(),
-        emotions=FakeEmotionReader(),
     ) as bot:
         result, _ = await say(bot, "hello")
         assert result.reply is not None and result.reply.text == pipeline.APOLOGY
@@ -251,7 +250,7 @@ async def test_crashing_channel_does_not_break_the_bot(bot: Bot) -> None:
         async def stream(self, piece: str) -> None:
             raise RuntimeError("socket closed")
 
-    result = await bot.handle(make_message("hi", user="dave"), Broken())
+    result = await bot.handle(testing.message("hi", user="dave"), Broken())
     assert result.reply is not None and result.reply.failed
     ok, _ = await say(bot, "still there?", user="erin")
     assert ok.reply is not None and not ok.reply.failed
@@ -265,12 +264,8 @@ async def test_generator_exception_is_contained(settings: Settings, profile: Bot
             raise ZeroDivisionError("boom")
             yield ""
 
-    async with await Bot.open(
-        settings,
-        profile,
-        generator=Exploding(),
-        embedder=FakeEmbedder(),
-        emotions=FakeEmotionReader(),
+    async with testing.open_bot(
+        settings.data_dir, settings=settings, profile=profile, generator=Exploding()
     ) as bot:
         result, _ = await say(bot, "hello")
         assert result.reply is not None and result.reply.text == pipeline.APOLOGY
@@ -305,8 +300,8 @@ async def test_turns_of_one_conversation_run_in_order(
     settings: Settings, profile: BotProfile
 ) -> None:
     fake = FakeGenerator(delay=0.01)
-    async with await Bot.open(
-        settings, profile, generator=fake, embedder=FakeEmbedder(), emotions=FakeEmotionReader()
+    async with testing.open_bot(
+        settings.data_dir, settings=settings, profile=profile, generator=fake
     ) as bot:
         results = await asyncio.gather(*(say(bot, f"message {i}") for i in range(8)))
         texts = [r.reply.text for r, _ in results if r.reply]
@@ -318,8 +313,8 @@ async def test_turns_of_one_conversation_run_in_order(
 
 async def test_conversations_run_concurrently(settings: Settings, profile: BotProfile) -> None:
     fake = FakeGenerator(delay=0.05)  # "echo: hi" is two pieces: 0.1 s a turn
-    async with await Bot.open(
-        settings, profile, generator=fake, embedder=FakeEmbedder(), emotions=FakeEmotionReader()
+    async with testing.open_bot(
+        settings.data_dir, settings=settings, profile=profile, generator=fake
     ) as bot:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -344,12 +339,12 @@ async def test_a_long_conversation_reads_only_the_turns_its_window_can_use(
     async def converse(data: str) -> tuple[list[tuple[ChatMessage, ...]], int]:
         fake = FakeGenerator()
         where = settings.model_copy(update={"data_dir": settings.data_dir / data})
-        async with await Bot.open(
-            where, small, generator=fake, embedder=FakeEmbedder(), emotions=FakeEmotionReader()
+        async with testing.open_bot(
+            where.data_dir, settings=where, profile=small, generator=fake
         ) as bot:
             for text in said:
                 await say(bot, text)
-            sample = make_message("", user="alice")
+            sample = testing.message("", user="alice")
             scope = bot.store.privacy.scope(sample)
             read = await bot.store.window_turns(bot.profile.name, sample.place, scope, limit=200)
         return [tuple(p) for p in fake.prompts], len(read)
@@ -374,12 +369,8 @@ async def test_a_fold_that_found_too_little_is_not_tried_again_until_the_window_
             "memory": profile.memory.model_copy(update={"summarize_after": 4}),
         }
     )
-    async with await Bot.open(
-        settings,
-        small,
-        generator=FakeGenerator(),
-        embedder=FakeEmbedder(),
-        emotions=FakeEmotionReader(),
+    async with testing.open_bot(
+        settings.data_dir, settings=settings, profile=small, generator=FakeGenerator()
     ) as bot:
         checks: list[tuple[int, bool]] = []
         fold = bot.summaries.fold
@@ -392,7 +383,7 @@ async def test_a_fold_that_found_too_little_is_not_tried_again_until_the_window_
         bot.summaries.fold = watched  # type: ignore[method-assign]
         for n in range(40):
             await say(bot, f"message number {n} about my garden " + "word " * 8)
-            await asyncio.sleep(0)
+            await bot.settle()
     assert any(folded for _, folded in checks), checks  # it still folds
     assert len(checks) <= 2 * len({start for start, _ in checks}) < 40  # not every turn
     for (start, folded), (later, _) in itertools.pairwise(checks):

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import testing
-from core.adapter import CollectingChannel
+from core.channel import CollectingChannel
 from core.generation.fake import FakeGenerator
 from core.settings import PROJECT_BOTS_DIR, load_profile
 from core.types import ChatMessage, Message
@@ -126,7 +126,7 @@ async def _run(steps: list[tuple[str, str, str | None, str]]) -> None:
                         assert allowed(said, message), (
                             f"{found} ({said}) leaked into {message.place} for {user}: {text!r}"
                         )
-                await asyncio.sleep(0)  # let summaries fold in between turns
+                await bot.settle()  # summaries fold in between turns
 
 
 async def test_dm_facts_stay_in_the_dm(tmp_path: Path) -> None:

@@ -5,17 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from core import testing
-from core.settings import PROJECT_BOTS_DIR, Settings
 
 
 async def test_status_tallies_how_turns_ended_and_what_the_bot_holds(tmp_path: Path) -> None:
-    settings = Settings(
-        data_dir=tmp_path,
-        cache_dir=tmp_path / "cache",
-        bots_dir=PROJECT_BOTS_DIR,
-        max_message_chars=50,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = testing.settings_for(tmp_path, max_message_chars=50)
     async with testing.open_bot(tmp_path, settings=settings, admins=["root"]) as bot:
         chat = testing.FakeAdapter(bot)
         await chat.say("hello")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
@@ -14,16 +13,10 @@ from pydantic import SecretStr
 from core import testing, userdata
 from core.bot import Bot
 from core.generation.fake import FakeGenerator
-from core.settings import PROJECT_BOTS_DIR, Settings
+from core.settings import PROJECT_BOTS_DIR
 from core.types import ChatMessage
 
 SECRET = "zebra-lasagna-4242"
-
-
-async def text_of(bot: Bot, text: str, **where: str) -> str:
-    result = await testing.say(bot, text, **where)
-    assert result.reply is not None
-    return result.reply.text
 
 
 async def alice_and_bob(bot: Bot) -> None:
@@ -36,7 +29,7 @@ async def alice_and_bob(bot: Bot) -> None:
 async def test_export_holds_everything_of_mine_and_nothing_else(tmp_path: Path) -> None:
     async with testing.open_bot(tmp_path) as bot:
         await alice_and_bob(bot)
-        data = json.loads(await text_of(bot, "/export", user="alice"))
+        data = json.loads(await testing.answer(bot, "/export", user="alice"))
     texts = [m["text"] for m in data["messages"]]
     assert f"my name is Alice and I love {SECRET}" in texts
     assert "I live in Lisbon" in texts
@@ -62,7 +55,7 @@ async def test_export_holds_everything_of_mine_and_nothing_else(tmp_path: Path) 
 async def test_export_is_refused_in_a_group(tmp_path: Path) -> None:
     async with testing.open_bot(tmp_path) as bot:
         await alice_and_bob(bot)
-        reply = await text_of(bot, "/export", user="alice", channel="general")
+        reply = await testing.answer(bot, "/export", user="alice", channel="general")
     assert SECRET not in reply and "direct message" in reply
 
 
@@ -74,10 +67,10 @@ def scan(folder: Path, needle: str) -> list[str]:
 async def test_forget_leaves_nothing_behind(tmp_path: Path) -> None:
     async with testing.open_bot(tmp_path) as bot:
         await alice_and_bob(bot)
-        warning = await text_of(bot, "/forget", user="alice")
+        warning = await testing.answer(bot, "/forget", user="alice")
         assert "/forget confirm" in warning
         assert scan(tmp_path, SECRET)  # nothing happened yet
-        done = await text_of(bot, "/forget confirm", user="alice", channel="general")
+        done = await testing.answer(bot, "/forget confirm", user="alice", channel="general")
         assert "erased everything" in done
         alice = bot.store.privacy.user_key("test", "alice")
         assert await userdata.counts(bot.store, "test", alice) == {
@@ -91,7 +84,7 @@ async def test_forget_leaves_nothing_behind(tmp_path: Path) -> None:
         # bob keeps his data; alice's memories are gone from recall too
         bob = bot.store.privacy.user_key("test", "bob")
         assert (await userdata.counts(bot.store, "test", bob))["turns"] == 4
-        memory = await text_of(bot, "what do you remember about me?", user="alice")
+        memory = await testing.answer(bot, "what do you remember about me?", user="alice")
         assert "don't remember anything" in memory
     assert scan(tmp_path, SECRET) == []
     assert scan(tmp_path, "Lisbon") == []
@@ -106,11 +99,11 @@ async def test_forget_leaves_nothing_behind(tmp_path: Path) -> None:
 async def test_optout_stores_nothing_but_still_answers(tmp_path: Path) -> None:
     async with testing.open_bot(tmp_path) as bot:
         await testing.say(bot, "before opting out", user="carol")
-        assert "opted out" in await text_of(bot, "/optout", user="carol")
-        reply = await text_of(bot, f"secret while out {SECRET}", user="carol")
+        assert "opted out" in await testing.answer(bot, "/optout", user="carol")
+        reply = await testing.answer(bot, f"secret while out {SECRET}", user="carol")
         assert reply == f"echo: secret while out {SECRET}"
-        assert "opted out" in await text_of(bot, "/privacy", user="carol")
-        assert "opted in" in await text_of(bot, "/optin", user="carol")
+        assert "opted out" in await testing.answer(bot, "/privacy", user="carol")
+        assert "opted in" in await testing.answer(bot, "/optin", user="carol")
         await testing.say(bot, "after opting in", user="carol")
         texts = [t.text for t in await testing.history(bot, testing.message("", user="carol"))]
     assert texts == [
@@ -125,18 +118,18 @@ async def test_optout_stores_nothing_but_still_answers(tmp_path: Path) -> None:
 async def test_privacy_report(tmp_path: Path) -> None:
     async with testing.open_bot(tmp_path) as bot:
         await alice_and_bob(bot)
-        report = await text_of(bot, "/privacy", user="alice")
+        report = await testing.answer(bot, "/privacy", user="alice")
     assert "4 messages" in report and "2 memories" in report
     assert "365 days" in report and "keyed hash" in report and "not encrypted" in report
 
 
 async def test_why_shows_the_memories_used(tmp_path: Path) -> None:
     async with testing.open_bot(tmp_path) as bot:
-        assert "haven't answered" in await text_of(bot, "/why", user="dan")
+        assert "haven't answered" in await testing.answer(bot, "/why", user="dan")
         await testing.say(bot, "my dog is called Rex", user="dan")
         await testing.say(bot, "/reset", user="dan")
         await testing.say(bot, "what is my dog called?", user="dan")
-        why = await text_of(bot, "/why", user="dan")
+        why = await testing.answer(bot, "/why", user="dan")
     assert 'My last answer to you here was: "echo: what is my dog called?"' in why
     assert '"my dog is called Rex"' in why and "0 earlier messages" in why
 
@@ -145,8 +138,10 @@ async def test_what_do_you_remember_is_answered_from_facts(tmp_path: Path) -> No
     generator = FakeGenerator()
     async with testing.open_bot(tmp_path, generator=generator) as bot:
         await alice_and_bob(bot)
-        in_dm = await text_of(bot, "What do you remember about me?", user="alice")
-        in_group = await text_of(bot, "what do you know about me", user="alice", channel="general")
+        in_dm = await testing.answer(bot, "What do you remember about me?", user="alice")
+        in_group = await testing.answer(
+            bot, "what do you know about me", user="alice", channel="general"
+        )
     assert "Your name is Alice." in in_dm and f"You like {SECRET}." in in_dm
     assert "You live in Lisbon." in in_dm
     assert "You live in Lisbon." in in_group and SECRET not in in_group
@@ -157,12 +152,10 @@ async def test_encryption_at_rest(tmp_path: Path) -> None:
     from core.privacy import Cipher
 
     key = Cipher.new_key()
-    settings = Settings(
-        data_dir=tmp_path, bots_dir=PROJECT_BOTS_DIR, encryption_key=SecretStr(key), _env_file=None
-    )  # type: ignore[call-arg]
+    settings = testing.settings_for(tmp_path, encryption_key=SecretStr(key))
     async with testing.open_bot(tmp_path, settings=settings) as bot:
         await testing.say(bot, f"my name is Eve and I love {SECRET}", user="eve", name="Eve Q")
-        data = json.loads(await text_of(bot, "/export", user="eve"))
+        data = json.loads(await testing.answer(bot, "/export", user="eve"))
         assert any(SECRET in m["text"] for m in data["memories"])
     assert scan(tmp_path, SECRET) == [] and scan(tmp_path, "Eve Q") == []
     # the same data opened again with the key reads back
@@ -218,10 +211,10 @@ async def test_old_turns_fold_into_a_summary(tmp_path: Path) -> None:
             await testing.say(
                 bot, f"message number {i} about my garden " + "word " * 10, user="gus"
             )
-            await asyncio.sleep(0)
+            await bot.settle()  # the summary folds before the next turn
         await testing.say(bot, "and now?", user="gus")
         system = generator.prompts[-1][0].content
-        data = json.loads(await text_of(bot, "/export", user="gus"))
+        data = json.loads(await testing.answer(bot, "/export", user="gus"))
     assert "Summary of the earlier conversation: Gus talked about his garden" in system
     assert data["summaries"] and data["summaries"][0]["private"] is True
     assert any(p[0].content.startswith("Summarise") for p in generator.prompts)

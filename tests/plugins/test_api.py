@@ -15,20 +15,14 @@ from core.emotion.policy import OPENINGS
 from core.errors import ConfigError
 from core.generation.fake import FakeGenerator
 from core.plugins import Plugin, Rest
-from core.settings import PROJECT_BOTS_DIR, Settings
+from core.settings import Settings
 from tests.plugins import sample
 
 SAMPLE = "tests.plugins.sample"
 
 
 def quick_settings(tmp_path: Path, **more: object) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        bots_dir=PROJECT_BOTS_DIR,
-        plugin_timeout_s=0.5,
-        _env_file=None,  # type: ignore[call-arg]
-        **more,  # type: ignore[arg-type]
-    )
+    return testing.settings_for(tmp_path / "data", plugin_timeout_s=0.5, **more)
 
 
 @pytest.fixture
@@ -167,9 +161,8 @@ async def test_plugin_storage_is_scoped_and_covered_by_export_and_forget(
 async def test_setup_jobs_and_teardown_run(tmp_path: Path) -> None:
     sample.events.clear()
     async with testing.open_bot(tmp_path, plugins=[SAMPLE]) as bot:
-        await asyncio.sleep(0.3)
-        ticks = bot.plugins.loaded["sample"].state["ticks"]
-    assert ticks >= 3
+        state = bot.plugin_host.loaded["sample"].state
+        await testing.until(lambda: state.get("ticks", 0) >= 3)  # a job every 0.05 s
     assert sample.events == ["setup", "teardown"]
 
 
@@ -199,7 +192,7 @@ async def test_an_admins_choice_is_kept_across_restarts(tmp_path: Path) -> None:
         await chat.say("/plugin disable sample", user="root")
         await chat.say("/plugin enable reminders", user="root")
     async with testing.open_bot(tmp_path, settings=settings, plugins=[SAMPLE]) as bot:
-        assert "sample" not in bot.plugins.loaded and "reminders" in bot.plugins.loaded
+        assert "sample" not in bot.plugin_host.loaded and "reminders" in bot.plugin_host.loaded
 
 
 async def test_plugin_settings_come_from_the_profile_and_the_environment(

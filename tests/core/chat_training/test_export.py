@@ -12,12 +12,6 @@ from core.chat_training.export import export_training, scrub
 from core.cli import main
 
 
-async def text_of(bot: Bot, text: str, **where: str) -> str:
-    result = await testing.say(bot, text, **where)
-    assert result.reply is not None
-    return result.reply.text
-
-
 async def conversation(bot: Bot, user: str, words: str) -> None:
     await testing.say(bot, f"{words} in private", user=user)
     await testing.say(bot, f"{words} in the group", user=user, channel="general")
@@ -26,20 +20,20 @@ async def conversation(bot: Bot, user: str, words: str) -> None:
 async def test_only_consenting_people_are_exported(tmp_path: Path) -> None:
     out = tmp_path / "training.jsonl"
     async with testing.open_bot(tmp_path) as bot:
-        assert "not used to fine-tune" in await text_of(bot, "/privacy", user="ann")
-        assert "off unless you turn it on" in await text_of(bot, "/consent", user="ann")
+        assert "not used to fine-tune" in await testing.answer(bot, "/privacy", user="ann")
+        assert "off unless you turn it on" in await testing.answer(bot, "/consent", user="ann")
         for user in ("ann", "cat", "dan", "eve"):
-            assert "Thank you" in await text_of(bot, "/consent training", user=user)
-        assert "you agreed" in await text_of(bot, "/privacy", user="ann")
+            assert "Thank you" in await testing.answer(bot, "/consent training", user=user)
+        assert "you agreed" in await testing.answer(bot, "/privacy", user="ann")
         for user in ("ann", "bob", "cat", "dan", "eve"):
             await conversation(bot, user, f"{user}-words")
         await testing.say(bot, "write to ann@example.org or +44 20 7946 0958", user="ann")
         await testing.say(bot, "<@U123ABC> and @bobby, see https://example.org/x", user="ann")
         # cat withdraws, dan opts out, eve erases everything; bob never agreed.
-        assert "Withdrawn" in await text_of(bot, "/consent training off", user="cat")
-        await text_of(bot, "/optout", user="dan")
-        await text_of(bot, "/optin", user="dan")  # opting in again does not restore consent
-        await text_of(bot, "/forget confirm", user="eve")
+        assert "Withdrawn" in await testing.answer(bot, "/consent training off", user="cat")
+        await testing.answer(bot, "/optout", user="dan")
+        await testing.answer(bot, "/optin", user="dan")  # opting in again does not restore consent
+        await testing.answer(bot, "/forget confirm", user="eve")
         assert (
             await userdata.consents(bot.store, "test", bot.store.privacy.user_key("test", "eve"))
             == []
@@ -81,13 +75,13 @@ async def test_nobody_agreed_means_an_empty_export(tmp_path: Path) -> None:
 async def test_a_reset_or_a_long_pause_starts_a_new_conversation(tmp_path: Path) -> None:
     out = tmp_path / "training.jsonl"
     async with testing.open_bot(tmp_path) as bot:
-        await text_of(bot, "/consent training", user="ann")
+        await testing.answer(bot, "/consent training", user="ann")
         await testing.say(bot, "yesterday's topic", user="ann")
         async with bot.store.transaction() as db:  # a day passes
             await db.execute("UPDATE turns SET created_at = created_at - 86400")
         await testing.say(bot, "first topic", user="ann")
         await testing.say(bot, "more of it", user="ann")
-        await text_of(bot, "/reset", user="ann")
+        await testing.answer(bot, "/reset", user="ann")
         await testing.say(bot, "second topic", user="ann")
         summary = await export_training(bot.store, bot.profile.name, bot.profile.persona, out)
     contents = [

@@ -1,4 +1,4 @@
-"""What the core needs from a platform adapter.
+"""Where one turn's answer goes: the reply channel an adapter gives the core.
 
 An adapter turns native events into :class:`~core.types.Message` values and
 hands each to :meth:`core.bot.Bot.handle` with a :class:`ReplyChannel` that
