@@ -207,6 +207,19 @@ class FakeDiscord(LoopbackServer):
         for socket in list(self._sockets):
             await socket.close(code=4000, message=b"unknown error")
 
+    @property
+    def sessions(self) -> int:
+        """Gateway connections open and identified or resumed (a dropped one is gone)."""
+        return len(self._sockets)
+
+    async def wait_sessions(self, started: int, within: float = 10.0) -> None:
+        """Wait until ``started`` sessions were started or resumed in all, and exactly
+        one connection is open: events the test dispatches from then on reach the
+        client on it."""
+        await self.wait(
+            lambda: len(self.identifies) + self.resumes >= started and self.sessions == 1, within
+        )
+
     def sent(self, method: str = "POST", suffix: str = "/messages") -> list[dict[str, Any]]:
         return [c.body for c in self.calls if c.method == method and c.path.endswith(suffix)]
 
@@ -262,6 +275,7 @@ class FakeDiscord(LoopbackServer):
                 await self._notify()
         if socket in self._sockets:
             self._sockets.remove(socket)
+            await self._notify()
         return socket
 
     async def _rest(self, request: web.Request) -> web.Response:

@@ -42,6 +42,8 @@ class FakeTelegram(LoopbackServer):
     calls: list[Call] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    failed: list[tuple[str, int]] = field(default_factory=list)
+    """(method, status) of each injected failure served, in order."""
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -52,6 +54,7 @@ class FakeTelegram(LoopbackServer):
 
     # --- what tests use ------------------------------------------------------------------
     def fail_next(self, method: str, status: int, **body: Any) -> None:
+        """Answer the next call of ``method`` with ``status`` (recorded in ``failed``)."""
         payload = {"ok": False, "error_code": status, "description": "injected failure", **body}
         self.failures.setdefault(method, []).append((status, payload))
 
@@ -108,6 +111,8 @@ class FakeTelegram(LoopbackServer):
         queued = self.failures.get(method)
         if queued:
             status, payload = queued.pop(0)
+            self.failed.append((method, status))
+            await self._notify()
             return _reply(status, payload)
         if method == "getUpdates":
             return _ok(await self._get_updates(params))

@@ -6,11 +6,8 @@ import asyncio
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from aiohttp import web
-
-from adapters.base import PlatformAdapter
 
 
 def without_platform_env() -> dict[str, str]:
@@ -23,19 +20,6 @@ def without_platform_env() -> dict[str, str]:
     }
 
 
-class HasAdapter(Protocol):
-    @property
-    def adapter(self) -> PlatformAdapter: ...
-
-
-async def settled(running: HasAdapter, grace: float = 0.1) -> None:
-    """Wait until events already received have reached the bot and every turn is done."""
-    bot = running.adapter.bot
-    assert bot is not None
-    await asyncio.sleep(grace)
-    await bot.idle()
-
-
 @dataclass
 class LoopbackServer:
     """What the fake platform servers share: an aiohttp app on 127.0.0.1 (a free port),
@@ -44,6 +28,10 @@ class LoopbackServer:
     url: str = ""
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Build the fake's app and :meth:`serve` it."""
+        raise NotImplementedError
 
     async def serve(self, app: web.Application) -> None:
         self._runner = web.AppRunner(app, access_log=None)

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from types import SimpleNamespace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters import base
 from adapters.base import EditingChannel, RecentIds, split_text
 from core.types import Place, PlaceKind, Reply
 
@@ -68,40 +72,89 @@ def test_recent_ids_drop_repeats_and_forget_the_oldest() -> None:
     assert seen.first_time("") and seen.first_time("")
 
 
+class Clock:
+    """``time.monotonic`` for :mod:`adapters.base`, moved on by the test."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Stream throttling runs on this clock (typing repeats on the event loop's)."""
+    fake = Clock()
+    monkeypatch.setattr(base, "time", SimpleNamespace(monotonic=fake.monotonic, time=time.time))
+    return fake
+
+
 class Recording(EditingChannel[int]):
     limit = 50
-    edit_every = 0.05
-    typing_every = 0.02
+    edit_every = 1.0  # on the test's clock
+    typing_every = 0.001  # real time: typing repeats at once
     min_stream_chars = 5
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[str, str]] = []
+        self._changed = asyncio.Condition()
+
+    async def _record(self, kind: str, text: str) -> None:
+        self.calls.append((kind, text))
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, call: tuple[str, str] | str, count: int = 1) -> None:
+        """Wait until ``call`` (or a call of that kind) was made ``count`` times."""
+
+        def made() -> int:
+            if isinstance(call, str):
+                return sum(1 for kind, _ in self.calls if kind == call)
+            return self.calls.count(call)
+
+        async def enough() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: made() >= count)
+
+        await asyncio.wait_for(enough(), 5.0)
 
     async def show_typing(self) -> None:
-        self.calls.append(("typing", ""))
+        await self._record("typing", "")
 
     async def post(self, text: str, *, first: bool) -> int:
-        self.calls.append(("post" if first else "post-more", text))
+        await self._record("post" if first else "post-more", text)
         return len(self.calls)
 
     async def edit(self, handle: int, text: str) -> None:
-        self.calls.append(("edit", text))
+        await self._record("edit", text)
 
     async def react(self, emoji: str) -> None:
-        self.calls.append(("react", emoji))
+        await self._record("react", emoji)
 
 
 REPLY_PLACE = Place("test", "c", PlaceKind.DM)
 
 
-async def test_editing_channel_types_streams_throttled_then_finishes() -> None:
+async def test_editing_channel_types_streams_throttled_then_finishes(clock: Clock) -> None:
     channel = Recording()
-    await channel.typing()
-    await asyncio.sleep(0.05)
-    for word in "one two three four five six seven eight".split():
+
+    async def piece(word: str, at: float) -> None:
+        clock.now = at
         await channel.stream(word + " ")
-        await asyncio.sleep(0.02)
+
+    await channel.typing()
+    await channel.wait_for("typing", 2)  # repeated until the text shows
+    await piece("one", 100.0)  # too short to show
+    await piece("two", 100.0)  # shown: the first message
+    await channel.wait_for(("post", "one two"))
+    await piece("three", 100.5)  # less than edit_every since the last update: held back
+    await piece("four", 100.9)
+    await piece("five", 101.0)  # edit_every later: shown, with all that was held back
+    await channel.wait_for(("edit", "one two three four five"))
+    for word, at in (("six", 101.3), ("seven", 101.6), ("eight.", 101.9)):
+        await piece(word, at)
     final = "one two three four five six seven eight. " + "More text follows here, " * 3
     before = len(channel.calls)
     await channel.send(Reply(final.strip(), REPLY_PLACE, reaction="🎉"))
@@ -109,8 +162,8 @@ async def test_editing_channel_types_streams_throttled_then_finishes() -> None:
     kinds = [kind for kind, _ in channel.calls]
     assert kinds.count("typing") >= 2
     assert "typing" not in kinds[kinds.index("post") :]  # typing stops when text shows
-    streamed = [text for kind, text in channel.calls if kind in ("post", "edit")][:-1]
-    assert 1 <= len(streamed) < 8  # throttled: fewer updates than pieces
+    streamed = [text for kind, text in channel.calls[:before] if kind in ("post", "edit")]
+    assert streamed == ["one two", "one two three four five"]  # throttled: 2 updates, 8 pieces
     assert [kind for kind, _ in finished] == ["edit", "post-more", "post-more", "react"]
     parts = [text for kind, text in finished[:-1]]
     assert all(len(p) <= 50 for p in parts)
@@ -118,13 +171,16 @@ async def test_editing_channel_types_streams_throttled_then_finishes() -> None:
     assert channel.calls[-1] == ("react", "🎉")
 
 
-async def test_a_failing_edit_does_not_lose_the_reply() -> None:
+async def test_a_failing_edit_does_not_lose_the_reply(clock: Clock) -> None:
     class Broken(Recording):
         async def edit(self, handle: int, text: str) -> None:
             raise ConnectionError("message deleted")
 
     channel = Broken()
     await channel.stream("a streamed beginning")
-    await asyncio.sleep(0.01)
+    await channel.wait_for(("post", "a streamed beginning"))
     await channel.send(Reply("a streamed beginning, and the end.", REPLY_PLACE))
-    assert channel.calls[-1] == ("post-more", "a streamed beginning, and the end.")
+    assert channel.calls == [
+        ("post", "a streamed beginning"),
+        ("post-more", "a streamed beginning, and the end."),  # the edit failed: sent anew
+    ]

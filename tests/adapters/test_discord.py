@@ -4,12 +4,10 @@ fake generator."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import discord
 import pytest
@@ -18,9 +16,9 @@ from pydantic import SecretStr
 from adapters.discord_adapter import DiscordAdapter, intents, to_message
 from core import testing
 from core.errors import ConfigError
-from core.generation.fake import FakeGenerator, Script
 from core.settings import Settings
 from core.types import PlaceKind
+from tests.adapters.conftest import Platform, Running
 from tests.adapters.fake_discord import (
     BOT_USER,
     CHANNEL,
@@ -32,75 +30,46 @@ from tests.adapters.fake_discord import (
     guild_create,
     user,
 )
-from tests.adapters.helpers import settled
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
-
-@dataclass
-class Running:
-    fake: FakeDiscord
-    adapter: DiscordAdapter
-    generator: FakeGenerator
+Discord: TypeAlias = Running[DiscordAdapter, FakeDiscord]
 
 
-def discord_settings(tmp_path: Path, fake: FakeDiscord, **more: Any) -> Settings:
+def discord_settings(
+    tmp_path: Path, server: FakeDiscord, more: dict[str, Any] | None = None
+) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         cache_dir=tmp_path / "cache",
         discord_bot_token=SecretStr(TOKEN),
-        discord_api_base_url=fake.api,
-        discord_gateway_url=fake.gateway,
+        discord_api_base_url=server.api,
+        discord_gateway_url=server.gateway,
         _env_file=None,  # type: ignore[call-arg]
-        **more,
+        **(more or {}),
     )
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    yield server
-    await server.stop()
+def quick_adapter(settings: Settings) -> DiscordAdapter:
+    """An adapter that does not wait long for the fake gateway's guilds."""
+    return DiscordAdapter(settings, ready_timeout=0.1)
 
 
 @pytest.fixture
-async def running(
-    tmp_path: Path,
-    plugins: list[str],
-    fake: FakeDiscord,
-    script: Script,
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[Running]:
-    settings = discord_settings(tmp_path, fake, **getattr(request, "param", {}))
-    generator = FakeGenerator(script, delay=0.01)
-    async with testing.open_bot(
-        settings.data_dir,
-        settings=settings,
-        generator=generator,
-        plugins=plugins,
-        plugin_settings={"moderation": {"blocked_words": ["spoiler"]}},
-    ) as bot:
-        adapter = DiscordAdapter(settings, ready_timeout=0.1)
-        await adapter.login()
-        await adapter.start(bot)
-        try:
-            yield Running(fake, adapter, generator)
-        finally:
-            await adapter.stop_intake()
-    await adapter.close()
+def platform() -> Platform[DiscordAdapter, FakeDiscord]:
+    return Platform(FakeDiscord, discord_settings, quick_adapter)
 
 
-def addressed(fake: FakeDiscord, text: str, **more: Any) -> dict[str, Any]:
+def addressed(server: FakeDiscord, text: str, **more: Any) -> dict[str, Any]:
     """A guild message that mentions the bot."""
-    return fake.message(f"<@{BOT_USER['id']}> {text}", mentions=[BOT_USER], **more)
+    return server.message(f"<@{BOT_USER['id']}> {text}", mentions=[BOT_USER], **more)
 
 
 def reply_to(
-    fake: FakeDiscord, original: dict[str, Any], text: str, **extra: Any
+    server: FakeDiscord, original: dict[str, Any], text: str, **extra: Any
 ) -> dict[str, Any]:
     """A message in the channel that replies to ``original`` (Discord's type 19)."""
-    return fake.message(
+    return server.message(
         text,
         type=19,
         message_reference={"message_id": original["id"], "channel_id": CHANNEL, "guild_id": GUILD},
@@ -109,74 +78,69 @@ def reply_to(
     )
 
 
-async def test_a_direct_message_is_answered_as_a_reply_after_typing(running: Running) -> None:
-    fake = running.fake
-    sent = fake.message("hello there", channel=DM_CHANNEL, guild=False)
-    await fake.dispatch("MESSAGE_CREATE", sent)
-    await fake.wait_sent()
-    await settled(running)
-    assert fake.texts() == ["echo: hello there"]
-    (reply,) = fake.sent()
+async def test_a_direct_message_is_answered_as_a_reply_after_typing(running: Discord) -> None:
+    server = running.server
+    sent = server.message("hello there", channel=DM_CHANNEL, guild=False)
+    await server.dispatch("MESSAGE_CREATE", sent)
+    await running.settle(pushed=1)
+    assert server.texts() == ["echo: hello there"]
+    (reply,) = server.sent()
     assert str(reply["message_reference"]["message_id"]) == sent["id"]
     assert reply["allowed_mentions"]["parse"] == []  # generated text never pings anyone
-    paths = [c.path for c in fake.calls]
+    paths = [c.path for c in server.calls]
     assert paths.index(f"/channels/{DM_CHANNEL}/typing") < paths.index(
         f"/channels/{DM_CHANNEL}/messages"
     )
 
 
 async def test_in_a_guild_channel_mentions_and_replies_to_the_bot_are_answered(
-    running: Running,
+    running: Discord,
 ) -> None:
-    fake = running.fake
-    await fake.dispatch("MESSAGE_CREATE", fake.message("just chatting, no bot needed"))
-    await fake.dispatch("MESSAGE_CREATE", addressed(fake, "what do you think?"))
-    await fake.wait_sent()
-    await settled(running)
-    assert fake.texts() == ["echo: User 1: what do you think?"]
+    server = running.server
+    await server.dispatch("MESSAGE_CREATE", server.message("just chatting, no bot needed"))
+    await server.dispatch("MESSAGE_CREATE", addressed(server, "what do you think?"))
+    await running.settle(pushed=2)
+    assert server.texts() == ["echo: User 1: what do you think?"]  # not the chat
 
-    earlier = fake.message("an earlier answer", author=BOT_USER)
-    reply = reply_to(fake, earlier, "thanks, and one more thing")
-    await fake.dispatch("MESSAGE_CREATE", reply)
-    await fake.wait_sent(2)
-    await settled(running)
-    assert fake.texts()[-1] == "echo: User 1: thanks, and one more thing"
+    earlier = server.message("an earlier answer", author=BOT_USER)
+    reply = reply_to(server, earlier, "thanks, and one more thing")
+    await server.dispatch("MESSAGE_CREATE", reply)
+    await running.settle(pushed=1)
+    assert server.texts()[1:] == ["echo: User 1: thanks, and one more thing"]
 
 
 @pytest.mark.parametrize("running", [{"admins": f"discord:{user(2)['id']}"}], indirect=True)
-async def test_an_admin_blocks_someone_by_replying_to_their_message(running: Running) -> None:
-    fake = running.fake
-    troll = fake.message("something nasty")
-    await fake.dispatch("MESSAGE_CREATE", troll)
-    await fake.dispatch("MESSAGE_CREATE", reply_to(fake, troll, "/block", author=user(2)))
-    await fake.wait_sent()
-    await fake.dispatch("MESSAGE_CREATE", addressed(fake, "hello?"))
-    await settled(running)
+async def test_an_admin_blocks_someone_by_replying_to_their_message(running: Discord) -> None:
+    server = running.server
+    troll = server.message("something nasty")
+    await server.dispatch("MESSAGE_CREATE", troll)
+    await server.dispatch("MESSAGE_CREATE", reply_to(server, troll, "/block", author=user(2)))
+    await server.wait_sent()
+    await server.dispatch("MESSAGE_CREATE", addressed(server, "hello?"))
+    await running.settle(pushed=3)
+    assert len(server.texts()) == 1  # the blocked person's mention is not answered
     # replying to the bot's own message does not name the bot
-    own = fake.message("something the bot said", author=BOT_USER)
-    await fake.dispatch("MESSAGE_CREATE", reply_to(fake, own, "/block", author=user(2)))
-    await fake.wait_sent(2)
-    await settled(running)
+    own = server.message("something the bot said", author=BOT_USER)
+    await server.dispatch("MESSAGE_CREATE", reply_to(server, own, "/block", author=user(2)))
+    await running.settle(pushed=1)
     troll_id = user(1)["id"]
-    assert fake.texts()[0] == (
+    assert server.texts()[0] == (
         f"Blocked discord:{troll_id}: I won't answer them or keep anything they say. "
         f"/unblock discord:{troll_id} to undo."
     )
-    assert len(fake.texts()) == 2 and "Usage: /block WHO" in fake.texts()[1]
+    assert len(server.texts()) == 2 and "Usage: /block WHO" in server.texts()[1]
 
 
 async def test_a_thread_is_its_own_conversation_and_the_reply_lands_in_it(
-    running: Running,
+    running: Discord,
 ) -> None:
-    fake = running.fake
-    await fake.dispatch("MESSAGE_CREATE", addressed(fake, "in the thread", channel=THREAD))
-    await fake.wait_sent()
-    await settled(running)
-    assert [c.path for c in fake.calls if c.method == "POST" and "messages" in c.path] == [
+    server = running.server
+    await server.dispatch("MESSAGE_CREATE", addressed(server, "in the thread", channel=THREAD))
+    await running.settle(pushed=1)
+    assert [c.path for c in server.calls if c.method == "POST" and "messages" in c.path] == [
         f"/channels/{THREAD}/messages"
     ]
-    bot = running.adapter.bot
-    assert bot is not None
+    bot = running.bot
     sample = testing.message("", platform="discord", channel=CHANNEL, workspace=GUILD)
     in_thread = await testing.history(
         bot, replace(sample, place=replace(sample.place, thread=THREAD))
@@ -187,90 +151,90 @@ async def test_a_thread_is_its_own_conversation_and_the_reply_lands_in_it(
 
 
 @pytest.mark.parametrize("script", [lambda _: " ".join(["word" * 15] * 60)])
-async def test_a_long_reply_is_split_at_discords_limit(running: Running) -> None:
-    fake = running.fake
-    await fake.dispatch(
-        "MESSAGE_CREATE", fake.message("everything", channel=DM_CHANNEL, guild=False)
+async def test_a_long_reply_is_split_at_discords_limit(running: Discord) -> None:
+    server = running.server
+    await server.dispatch(
+        "MESSAGE_CREATE", server.message("everything", channel=DM_CHANNEL, guild=False)
     )
-    await fake.wait_sent(2)
-    await settled(running)
-    parts = fake.texts()
+    await running.settle(pushed=1)
+    parts = server.texts()
     assert len(parts) == 2 and all(len(p) <= 2000 for p in parts)
     assert " ".join(parts) == " ".join(["word" * 15] * 60)
-    assert not any(c.body.get("refused") for c in fake.calls)
+    assert not any(c.body.get("refused") for c in server.calls)
 
 
 @pytest.mark.parametrize("script", [lambda _: "a reply that is streamed word by word " * 5])
-async def test_replies_are_streamed_by_editing_one_message(running: Running) -> None:
-    fake = running.fake
+async def test_replies_are_streamed_by_editing_one_message(running: Discord) -> None:
+    server = running.server
     running.generator.delay = 0.06
-    await fake.dispatch("MESSAGE_CREATE", fake.message("go", channel=DM_CHANNEL, guild=False))
-    await fake.wait(lambda: bool(fake.sent("PATCH", "")), within=15)
-    await settled(running)
-    assert len(fake.sent()) == 1  # one message, edited as the reply grew
-    assert fake.texts() == [("a reply that is streamed word by word " * 5).strip()]
+    await server.dispatch("MESSAGE_CREATE", server.message("go", channel=DM_CHANNEL, guild=False))
+    await running.settle(pushed=1)
+    assert server.sent("PATCH", "")
+    assert len(server.sent()) == 1  # one message, edited as the reply grew
+    assert server.texts() == [("a reply that is streamed word by word " * 5).strip()]
 
 
-async def test_a_429_is_retried_by_discord_py_and_the_reply_arrives(running: Running) -> None:
-    fake = running.fake
-    fake.rate_limit_next = 1
-    await fake.dispatch("MESSAGE_CREATE", fake.message("busy?", channel=DM_CHANNEL, guild=False))
-    await fake.wait(lambda: len(fake.texts()) >= 1)
-    await settled(running)
-    assert fake.texts() == ["echo: busy?"]
-    assert any(c.body.get("rate_limited") for c in fake.calls)
+async def test_a_429_is_retried_by_discord_py_and_the_reply_arrives(running: Discord) -> None:
+    server = running.server
+    server.rate_limit_next = 1
+    await server.dispatch(
+        "MESSAGE_CREATE", server.message("busy?", channel=DM_CHANNEL, guild=False)
+    )
+    await running.settle(pushed=1)
+    assert server.texts() == ["echo: busy?"]
+    assert any(c.body.get("rate_limited") for c in server.calls)
 
 
-async def test_its_own_messages_and_other_bots_are_ignored(running: Running) -> None:
-    fake = running.fake
-    own = fake.message("my own words", author=BOT_USER, channel=DM_CHANNEL, guild=False)
-    other = fake.message("beep", author=user(7, bot=True), channel=DM_CHANNEL, guild=False)
-    person = fake.message("a person", channel=DM_CHANNEL, guild=False)
+async def test_its_own_messages_and_other_bots_are_ignored(running: Discord) -> None:
+    server = running.server
+    own = server.message("my own words", author=BOT_USER, channel=DM_CHANNEL, guild=False)
+    other = server.message("beep", author=user(7, bot=True), channel=DM_CHANNEL, guild=False)
+    person = server.message("a person", channel=DM_CHANNEL, guild=False)
     for data in (own, other, person):
-        await fake.dispatch("MESSAGE_CREATE", data)
-    await fake.wait_sent()
-    await settled(running)
-    assert fake.texts() == ["echo: a person"]
+        await server.dispatch("MESSAGE_CREATE", data)
+    await running.settle(pushed=3)
+    assert server.texts() == ["echo: a person"]
 
 
-async def test_a_redelivered_message_is_answered_once(running: Running) -> None:
-    fake = running.fake
-    data = fake.message("only once", channel=DM_CHANNEL, guild=False)
-    await fake.dispatch("MESSAGE_CREATE", data)
-    await fake.dispatch("MESSAGE_CREATE", data)
-    await fake.wait_sent()
-    await settled(running)
-    assert fake.texts() == ["echo: only once"]
+async def test_a_redelivered_message_is_answered_once(running: Discord) -> None:
+    server = running.server
+    data = server.message("only once", channel=DM_CHANNEL, guild=False)
+    await server.dispatch("MESSAGE_CREATE", data)
+    await server.dispatch("MESSAGE_CREATE", data)
+    await running.settle(pushed=2)
+    assert server.texts() == ["echo: only once"]
 
 
-async def test_the_gateway_reconnects_after_a_drop(running: Running) -> None:
-    fake = running.fake
-    await fake.drop_connections()
-    await fake.wait(lambda: fake.resumes + len(fake.identifies) >= 2, within=20)
-    await asyncio.sleep(0.2)
-    await fake.dispatch("MESSAGE_CREATE", fake.message("back?", channel=DM_CHANNEL, guild=False))
-    await fake.wait_sent(within=10)
-    await settled(running)
-    assert fake.texts() == ["echo: back?"]
+async def test_the_gateway_reconnects_after_a_drop(running: Discord) -> None:
+    server = running.server
+    await server.drop_connections()
+    await server.wait_sessions(2, within=20)  # the dropped one is gone, the new one is up
+    await server.dispatch(
+        "MESSAGE_CREATE", server.message("back?", channel=DM_CHANNEL, guild=False)
+    )
+    await running.settle(pushed=1)
+    assert server.texts() == ["echo: back?"]
 
 
-async def test_commands_reach_the_core_commands(running: Running) -> None:
-    fake = running.fake
-    await fake.dispatch("MESSAGE_CREATE", fake.message("/privacy", channel=DM_CHANNEL, guild=False))
-    await fake.wait_sent()
-    await settled(running)
-    assert fake.texts()[0].startswith("What I keep about you")
+async def test_commands_reach_the_core_commands(running: Discord) -> None:
+    server = running.server
+    await server.dispatch(
+        "MESSAGE_CREATE", server.message("/privacy", channel=DM_CHANNEL, guild=False)
+    )
+    await running.settle(pushed=1)
+    assert server.texts()[0].startswith("What I keep about you")
 
 
 @pytest.mark.parametrize("running", [{"discord_sharded": True}], indirect=True)
-async def test_sharded_client_identifies_with_its_shard(running: Running) -> None:
+async def test_sharded_client_identifies_with_its_shard(running: Discord) -> None:
     assert isinstance(running.adapter.client, discord.AutoShardedClient)
-    assert running.fake.identifies[0]["shard"] == [0, 1]
-    fake = running.fake
-    await fake.dispatch("MESSAGE_CREATE", fake.message("sharded", channel=DM_CHANNEL, guild=False))
-    await fake.wait_sent()
-    await settled(running)
-    assert fake.texts() == ["echo: sharded"]
+    assert running.server.identifies[0]["shard"] == [0, 1]
+    server = running.server
+    await server.dispatch(
+        "MESSAGE_CREATE", server.message("sharded", channel=DM_CHANNEL, guild=False)
+    )
+    await running.settle(pushed=1)
+    assert server.texts() == ["echo: sharded"]
 
 
 def test_the_gateway_asks_for_message_content() -> None:
@@ -279,10 +243,10 @@ def test_the_gateway_asks_for_message_content() -> None:
 
 
 async def test_a_refused_token_fails_at_login_without_showing_it(
-    tmp_path: Path, fake: FakeDiscord
+    tmp_path: Path, server: FakeDiscord
 ) -> None:
-    fake.token = "another." + TOKEN
-    adapter = DiscordAdapter(discord_settings(tmp_path, fake))
+    server.token = "another." + TOKEN
+    adapter = DiscordAdapter(discord_settings(tmp_path, server))
     with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN was refused") as error:
         await adapter.login()
     assert TOKEN not in str(error.value)
@@ -350,15 +314,16 @@ def test_joins_and_pins_are_not_turns() -> None:
 
 @pytest.mark.parametrize("plugins", [["moderation", "reminders"]])
 async def test_private_notices_are_direct_messages_and_reminders_go_to_the_channel(
-    running: Running,
+    running: Discord,
 ) -> None:
-    fake = running.fake
-    await fake.dispatch("MESSAGE_CREATE", addressed(fake, "huge spoiler here"))
-    await fake.wait_sent()
-    (notice,) = [c for c in fake.calls if c.method == "POST" and c.path.endswith("/messages")]
+    server = running.server
+    await server.dispatch("MESSAGE_CREATE", addressed(server, "huge spoiler here"))
+    await running.settle(pushed=1)
+    (notice,) = [c for c in server.calls if c.method == "POST" and c.path.endswith("/messages")]
     assert notice.path == f"/channels/{DM_CHANNEL}/messages" and "blocked" in notice.body["content"]
-    assert any(c.path == "/users/@me/channels" for c in fake.calls)  # the DM was opened
-    await fake.dispatch("MESSAGE_CREATE", addressed(fake, "remind me in 1 second to stretch"))
-    await fake.wait(lambda: any("Reminder" in t for t in fake.texts()), within=10)
-    (reminder,) = [c for c in fake.calls if "Reminder" in str(c.body.get("content"))]
+    assert any(c.path == "/users/@me/channels" for c in server.calls)  # the DM was opened
+    await server.dispatch("MESSAGE_CREATE", addressed(server, "remind me in 1 second to stretch"))
+    await server.wait(lambda: any("Reminder" in t for t in server.texts()), within=10)
+    await running.settle(pushed=1)
+    (reminder,) = [c for c in server.calls if "Reminder" in str(c.body.get("content"))]
     assert reminder.path == f"/channels/{CHANNEL}/messages"

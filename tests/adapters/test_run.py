@@ -174,7 +174,8 @@ async def test_socialbot_run_answers_everywhere_with_the_real_model_and_stops_on
         await fakes.telegram.wait_for("sendMessage", within=120)
         await fakes.slack.wait_for("chat.postMessage", within=120)
     finally:
-        await asyncio.sleep(0.5)
+        # No pause: every reply has begun (its first message is out), so SIGTERM lands
+        # with the turns in flight, and `socialbot run` finishes them before it exits.
         process.send_signal(signal.SIGTERM)
         out, err = await asyncio.wait_for(process.communicate(), 120)
     log = err.decode()
