@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from core.channel import ReplyChannel
     from core.commands import CommandTable
     from core.settings import Settings
-    from core.storage import StoredTurn
+    from core.storage.store import StoredTurn
     from core.turn import TurnResult
 
 log = logging.getLogger(__name__)

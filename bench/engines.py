@@ -41,8 +41,8 @@ from core.generation import models
 from core.generation.factory import conversation_tokens
 from core.generation.llamacpp_engine import LlamaCppGenerator
 from core.generation.transformers_engine import TransformersGenerator
+from core.memory.summary import INSTRUCTIONS
 from core.settings import PROJECT_BOTS_DIR, GenerationSettings, Settings, load_profile
-from core.summary import INSTRUCTIONS
 from core.testing import message
 from core.types import ChatMessage, Role
 
@@ -223,7 +223,7 @@ class TimedLlama(LlamaCppGenerator):
 
 
 def user_lines(count: int) -> list[str]:
-    from core.chat_training.data import read_conversations
+    from core.training.chat.data import read_conversations
 
     lines: list[str] = []
     for conversation in read_conversations(

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.memory import LongTermMemory, SentenceEmbedder, Vectors
+from core.memory.longterm import LongTermMemory, SentenceEmbedder, Vectors
 from core.privacy import Cipher, Privacy, Pseudonymizer
-from core.storage import Store
+from core.storage.store import Store
 from core.testing import message
 
 DIM = 384

@@ -22,24 +22,25 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from core import pipeline, status, userdata
-from core.access import Access
+from core import pipeline, status
 from core.channel import ReplyChannel
 from core.commands import Caller, CommandTable, Permission, command
 from core.emotion.classifier import WEIGHTS, EmotionClassifier
 from core.emotion.history import EmotionHistory
 from core.emotion.reader import Batcher, EmotionReader
 from core.errors import ModelNotFoundError
-from core.facts import Profiles
 from core.generation.base import Generator
 from core.generation.factory import create_generator
-from core.memory import Embedder, LongTermMemory, SentenceEmbedder
+from core.memory.facts import Profiles
+from core.memory.longterm import Embedder, LongTermMemory, SentenceEmbedder
+from core.memory.summary import Summaries
 from core.ordering import KeyedSerializer
-from core.plugin_host import PluginHost
-from core.privacy import Cipher, Privacy, Pseudonymizer, Scope
+from core.people import rights as userdata
+from core.people.access import Access
+from core.plugins.host import PluginHost
+from core.privacy import Privacy, Scope
 from core.settings import BotProfile, Settings
-from core.storage import Store, StoredTurn
-from core.summary import Summaries
+from core.storage.store import Store, StoredTurn
 from core.turn import Turn, TurnResult
 from core.types import ConversationKey, Message, Place, Speaker
 
@@ -50,15 +51,6 @@ log = logging.getLogger(__name__)
 RETENTION_INTERVAL_S = 3600.0
 FOLD_MEMO = 10_000
 """Conversations whose last fold check is remembered (to skip checks that cannot fold)."""
-
-
-def privacy_from(settings: Settings) -> Privacy:
-    return Privacy(
-        Pseudonymizer.from_setting(settings.pseudonym_key.get_secret_value(), settings.data_dir),
-        Cipher(settings.encryption_key.get_secret_value()),
-        redact_stored=settings.redact_stored,
-        redact_remote=settings.redact_remote,
-    )
 
 
 class Bot:
@@ -124,7 +116,9 @@ class Bot:
         The bot owns every model it runs, given ones included: :meth:`close` closes them.
         """
         store = await Store.open(
-            settings.database_path, privacy_from(settings), synchronous=settings.db_synchronous
+            settings.database_path,
+            Privacy.from_settings(settings),
+            synchronous=settings.db_synchronous,
         )
         generator = generator or create_generator(profile, settings)
         if not generator.shares_cpu_with_torch:

@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and whenever these weights read; the shipped weights' emoji/ network was trained so",
     )
 
-    from core.chat_training.cli import add_parsers
+    from core.training.chat.cli import add_parsers
 
     add_parsers(train_what, what, commands, _common)
 
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval" and args.what == "memory":
             return asyncio.run(_eval(settings, profile, args))
         if args.command in ("train", "eval", "export"):
-            from core.chat_training import cli as chat_training
+            from core.training.chat import cli as chat_training
 
             return chat_training.run(args, settings, profile)
     except ConfigError as error:
@@ -253,8 +253,8 @@ async def _chat(settings: Settings, profile: BotProfile, args: argparse.Namespac
 async def _eval(settings: Settings, profile: BotProfile, args: argparse.Namespace) -> int:
     import json
 
-    from core.evaluation import evaluate_memory
-    from core.memory import SentenceEmbedder
+    from core.memory.evaluation import evaluate_memory
+    from core.memory.longterm import SentenceEmbedder
 
     if args.k < 1:
         raise ConfigError("--k must be at least 1")

@@ -20,11 +20,13 @@ import time
 import unicodedata
 from dataclasses import replace
 
-from core import commands, facts, userdata
-from core.dialogue import Remembered, budget_for, build_context
+from core import commands
 from core.emotion import policy
 from core.errors import BackendError, BusyError, UserError
-from core.memory import worth_remembering
+from core.memory import facts
+from core.memory.longterm import worth_remembering
+from core.memory.window import Remembered, budget_for, build_context
+from core.people import rights as userdata
 from core.privacy import redact
 from core.settings import GroupSettings
 from core.turn import EndTurn, Stage, Turn, TurnResult

@@ -23,9 +23,13 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
 from core.types import Message, Place
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # --- pseudonymous ids ---------------------------------------------------------
 
@@ -228,6 +232,19 @@ class Privacy:
         self.cipher = cipher
         self.redact_stored = redact_stored
         self.redact_remote = redact_remote
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Privacy:
+        """As the settings say: the pseudonym key (made and kept in the data folder when
+        not set), the encryption key, and what is redacted."""
+        return cls(
+            Pseudonymizer.from_setting(
+                settings.pseudonym_key.get_secret_value(), settings.data_dir
+            ),
+            Cipher(settings.encryption_key.get_secret_value()),
+            redact_stored=settings.redact_stored,
+            redact_remote=settings.redact_remote,
+        )
 
     def user_key(self, platform: str, user_id: str) -> str:
         return self.pseudonymize(platform, user_id)

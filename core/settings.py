@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         description="Who may run admin commands: platform:user_id, comma-separated "
         "(e.g. discord:80351110224678912,telegram:12345). The terminal's user always may.",
     )
-    # --- Who the bot answers (core.access); admins always pass -------------------------
+    # --- Who the bot answers (core.people.access); admins always pass -------------------------
     allow_users: str = Field(
         default="",
         description="When set, only these people are answered: platform:user_id, "

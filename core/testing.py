@@ -18,9 +18,9 @@ from core.channel import CollectingChannel
 from core.emotion.reader import EmotionReader, FakeEmotionReader
 from core.generation.base import Generator
 from core.generation.fake import FakeGenerator, echo
-from core.memory import Embedder, FakeEmbedder
+from core.memory.longterm import Embedder, FakeEmbedder
 from core.settings import PROJECT_BOTS_DIR, BotProfile, Settings, load_profile
-from core.storage import StoredTurn
+from core.storage.store import StoredTurn
 from core.turn import TurnResult
 from core.types import Message, Place, PlaceKind, Speaker
 

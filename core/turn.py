@@ -18,20 +18,20 @@ from core.channel import ReplyChannel
 from core.types import Message, Reply, Speaker
 
 if TYPE_CHECKING:
-    from core.access import Access
     from core.commands import CommandTable
-    from core.dialogue import Context
     from core.emotion.history import EmotionHistory
     from core.emotion.labels import Reading
     from core.emotion.policy import Decision
     from core.emotion.reader import Batcher
-    from core.facts import Profiles
     from core.generation.base import Generator
-    from core.memory import LongTermMemory, Vectors
+    from core.memory.facts import Profiles
+    from core.memory.longterm import LongTermMemory, Vectors
+    from core.memory.summary import Summaries, Summary
+    from core.memory.window import Context
+    from core.people.access import Access
     from core.privacy import Scope
     from core.settings import BotProfile, Settings
-    from core.storage import Store
-    from core.summary import Summaries, Summary
+    from core.storage.store import Store
 
 
 class Services(Protocol):

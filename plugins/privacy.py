@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from core import facts
+from core.memory import facts
 from core.plugins import Context, Plugin, matchers
 
 plugin = Plugin(

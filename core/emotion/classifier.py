@@ -19,12 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from core.batching import by_length
 from core.emotion.labels import EKMAN, LABELS, Reading, reading_from
 from core.emotion.reader import EmotionReader
 from core.emotion.text import has_emoji, spell_emoji
 from core.errors import ModelNotFoundError
 from core.models import embedded_model_path
+from core.training.batching import by_length
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 EMBEDDED_ID = "sentence-transformers/all-MiniLM-L6-v2"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from core.emotion.labels import Reading
 from core.privacy import Scope
-from core.storage import Store
+from core.storage.store import Store
 from core.types import Message
 
 

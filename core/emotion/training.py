@@ -22,9 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from core import checkpoints
 from core._files import read_lines
-from core.batching import length_batches
 from core.emotion.classifier import (
     build_network,
     load_network,
@@ -37,6 +35,8 @@ from core.emotion.classifier import (
 from core.emotion.labels import EKMAN, LABELS
 from core.emotion.text import spell_emoji
 from core.errors import ConfigError
+from core.training import checkpoints
+from core.training.batching import length_batches
 
 log = logging.getLogger(__name__)
 GROUPS = sorted(set(EKMAN.values()))

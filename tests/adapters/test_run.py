@@ -19,7 +19,7 @@ from core import testing
 from core.bot import Bot
 from core.errors import ConfigError
 from core.generation.fake import FakeGenerator
-from core.memory import FakeEmbedder
+from core.memory.longterm import FakeEmbedder
 from core.settings import BotProfile, Settings
 from tests.adapters import fake_discord, fake_slack, fake_telegram
 from tests.adapters.fake_discord import DM_CHANNEL, FakeDiscord

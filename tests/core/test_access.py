@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from core import testing
-from core.access import NO_DMS, NOT_ALLOWED
 from core.bot import Bot
 from core.channel import CollectingChannel
 from core.errors import ConfigError
+from core.people.access import NO_DMS, NOT_ALLOWED
 from core.settings import Settings, load_settings
 
 

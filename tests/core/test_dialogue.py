@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.dialogue import REFILL, Context, Remembered, budget_for, build_context
 from core.errors import UserError
 from core.generation.fake import FakeGenerator
-from core.storage import StoredTurn
+from core.memory.window import REFILL, Context, Remembered, budget_for, build_context
+from core.storage.store import StoredTurn
 from core.types import Role
 
 

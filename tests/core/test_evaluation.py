@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from core.evaluation import evaluate_memory
-from core.memory import FakeEmbedder
+from core.memory.evaluation import evaluate_memory
+from core.memory.longterm import FakeEmbedder
 
 TINY = Path(__file__).resolve().parent.parent / "data" / "memory_eval_tiny.jsonl"
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from core import testing
-from core.dialogue import budget_for
 from core.errors import BusyError, ConfigError
 from core.generation.factory import create_generator, engine_for
 from core.generation.llamacpp_engine import (
@@ -20,6 +19,7 @@ from core.generation.llamacpp_engine import (
     slot_size,
 )
 from core.generation.models import embedded_gguf
+from core.memory.window import budget_for
 from core.pipeline import BUSY
 from core.settings import BotProfile, GenerationSettings, Settings
 from core.types import ChatMessage, Role

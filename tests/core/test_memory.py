@@ -8,9 +8,9 @@ import pytest
 
 from core import testing
 from core.bot import Bot
-from core.memory import FakeEmbedder, LongTermMemory, worth_remembering
+from core.memory.longterm import FakeEmbedder, LongTermMemory, worth_remembering
 from core.privacy import Privacy
-from core.storage import Store
+from core.storage.store import Store
 from core.testing import message
 from core.types import Role
 

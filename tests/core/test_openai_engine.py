@@ -17,7 +17,7 @@ from core.channel import CollectingChannel
 from core.emotion.reader import FakeEmotionReader
 from core.errors import BackendError
 from core.generation.openai_engine import OpenAIGenerator
-from core.memory import FakeEmbedder
+from core.memory.longterm import FakeEmbedder
 from core.settings import BotProfile, GenerationSettings, Settings
 from core.types import ChatMessage, Role
 

@@ -11,7 +11,7 @@ from core.bot import Bot
 from core.channel import CollectingChannel
 from core.emotion.reader import FakeEmotionReader
 from core.generation.fake import FakeGenerator
-from core.memory import FakeEmbedder
+from core.memory.longterm import FakeEmbedder
 from core.settings import BotProfile, GenerationSettings, Settings
 from core.turn import TurnResult
 from core.types import ChatMessage, Message, Place, PlaceKind, Role, Speaker
@@ -354,7 +354,7 @@ async def test_a_long_conversation_reads_only_the_turns_its_window_can_use(
     async def everything(self, bot, place, scope, *, limit):  # type: ignore[no-untyped-def]
         return await self.recent_turns(bot, place, scope, limit=limit)
 
-    monkeypatch.setattr("core.storage.Store.window_turns", everything)
+    monkeypatch.setattr("core.storage.store.Store.window_turns", everything)
     all_prompts, all_read = await converse("all")
     assert prompts == all_prompts
     assert all_read == 120 and read < 40

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
+from core.memory.summary import Summaries
 from core.privacy import Privacy
-from core.storage import MIGRATIONS, Store
-from core.summary import Summaries
+from core.storage.store import MIGRATIONS, Store
 from core.testing import message
 from core.types import Role
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from core.generation.fake import FakeGenerator
-from core.storage import StoredTurn
-from core.summary import INSTRUCTIONS, PARAMS, Summary, fitted
+from core.memory.summary import INSTRUCTIONS, PARAMS, Summary, fitted
+from core.storage.store import StoredTurn
 from core.types import Role
 
 

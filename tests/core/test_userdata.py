@@ -10,9 +10,10 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from core import testing, userdata
+from core import testing
 from core.bot import Bot
 from core.generation.fake import FakeGenerator
+from core.people import rights as userdata
 from core.settings import PROJECT_BOTS_DIR
 from core.types import ChatMessage
 

@@ -10,7 +10,7 @@ import pytest
 
 from core import testing
 from core.generation.fake import FakeGenerator
-from core.memory import SentenceEmbedder
+from core.memory.longterm import SentenceEmbedder
 from core.settings import PROJECT_BOTS_DIR, load_profile
 from core.types import PlaceKind
 from plugins.reminders import parse_delay

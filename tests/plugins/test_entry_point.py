@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core import testing
-from core.plugin_host import ENTRY_POINT_GROUP, installed_names
+from core.plugins.host import ENTRY_POINT_GROUP, installed_names
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "socialbot-hello"
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from core.chat_training.data import encode, read_conversations, split
 from core.errors import ConfigError
 from core.generation import models
+from core.training.chat.data import encode, read_conversations, split
 
 SAMPLE = Path(__file__).parents[2] / "data" / "persona_chat_sample.csv"
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core import testing, userdata
+from core import testing
 from core.bot import Bot
-from core.chat_training.data import read_conversations
-from core.chat_training.export import export_training, scrub
 from core.cli import main
+from core.people import rights as userdata
+from core.training.chat.data import read_conversations
+from core.training.chat.export import export_training, scrub
 
 
 async def conversation(bot: Bot, user: str, words: str) -> None:

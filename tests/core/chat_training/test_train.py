@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from core.chat_training.train import ChatTrainConfig, train
 from core.cli import main
 from core.generation.transformers_engine import TransformersGenerator
 from core.settings import GenerationSettings
+from core.training.chat.train import ChatTrainConfig, train
 from core.types import ChatMessage, Role
 
 pytestmark = pytest.mark.model

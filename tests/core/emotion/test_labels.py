@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.batching import length_batches as _batches
 from core.emotion.labels import CIRCUMPLEX, EKMAN, LABELS, reading_from
 from core.emotion.training import read_split, scores, tune_group_thresholds, tune_thresholds
 from core.errors import ConfigError
+from core.training.batching import length_batches as _batches
 
 
 def probs(**given: float) -> list[float]:

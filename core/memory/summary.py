@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from core.generation.base import BACKGROUND_MAX_TOKENS, Generator
 from core.privacy import Scope
 from core.settings import GenerationSettings
-from core.storage import Store, StoredTurn
+from core.storage.store import Store, StoredTurn
 from core.types import ChatMessage, Message, Role
 
 log = logging.getLogger(__name__)

@@ -131,7 +131,7 @@ def run(args: argparse.Namespace, settings: Settings, profile: BotProfile) -> in
 
 
 def _train(args: argparse.Namespace, settings: Settings, profile: BotProfile) -> int:
-    from core.chat_training.train import ChatTrainConfig, train
+    from core.training.chat.train import ChatTrainConfig, train
 
     model, gguf_file = _base(args, profile)
     report = train(
@@ -173,10 +173,10 @@ def _train(args: argparse.Namespace, settings: Settings, profile: BotProfile) ->
 def _evaluate(args: argparse.Namespace, settings: Settings, profile: BotProfile) -> int:
     import torch
 
-    from core.chat_training.perplexity import perplexity
-    from core.chat_training.train import examples_of, load_base, pad_id
     from core.errors import ConfigError
     from core.generation.models import trained_base
+    from core.training.chat.perplexity import perplexity
+    from core.training.chat.train import examples_of, load_base, pad_id
 
     adapter = args.adapter if args.adapter is not None else profile.adapter_path()
     if adapter is None:
@@ -218,11 +218,11 @@ def _evaluate(args: argparse.Namespace, settings: Settings, profile: BotProfile)
 
 
 async def _export(args: argparse.Namespace, settings: Settings, profile: BotProfile) -> int:
-    from core.bot import privacy_from
-    from core.chat_training.export import export_training
-    from core.storage import Store
+    from core.privacy import Privacy
+    from core.storage.store import Store
+    from core.training.chat.export import export_training
 
-    store = await Store.open(settings.database_path, privacy_from(settings))
+    store = await Store.open(settings.database_path, Privacy.from_settings(settings))
     try:
         summary = await export_training(
             store, profile.name, profile.persona, args.out, gap_hours=args.gap_hours

@@ -29,10 +29,10 @@ from pydantic import BaseModel, ValidationError
 
 from core._files import read_lines
 from core.errors import ConfigError
-from core.memory import Embedder, LongTermMemory, worth_remembering
+from core.memory.longterm import Embedder, LongTermMemory, worth_remembering
 from core.privacy import Cipher, Privacy, Pseudonymizer
 from core.settings import MemorySettings
-from core.storage import Store
+from core.storage.store import Store
 from core.types import Message, Place, PlaceKind, Speaker
 
 KS = (1, 5, 10, 25)

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.memory import LongTermMemory
+from core.memory.longterm import LongTermMemory
 from core.privacy import Scope
-from core.storage import Store
+from core.storage.store import Store
 from core.types import Message
 
 if TYPE_CHECKING:
-    from core.access import Access
     from core.emotion.history import EmotionHistory, StoredReading
-    from core.facts import Profiles, StoredFact
+    from core.memory.facts import Profiles, StoredFact
+    from core.people.access import Access
     from core.settings import BotProfile
 
 log = logging.getLogger(__name__)

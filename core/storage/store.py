@@ -132,7 +132,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX emotions_by_time ON emotions (created_at);
     """,
     """
-    -- Plugins' own data (core.plugin_storage): scoped like everything else. A row with
+    -- Plugins' own data (core.plugins.storage): scoped like everything else. A row with
     -- a user_key is that person's (covered by /export and /forget); user_key = '' is a
     -- group place's own setting. value is JSON, encrypted when a key is set.
     CREATE TABLE plugin_data (

@@ -27,12 +27,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from core import checkpoints
-from core.batching import length_batches
-from core.chat_training.data import Example, encode_all, read_conversations, split
-from core.chat_training.perplexity import collate, perplexity, token_losses
 from core.errors import ConfigError
 from core.generation import models
+from core.training import checkpoints
+from core.training.batching import length_batches
+from core.training.chat.data import Example, encode_all, read_conversations, split
+from core.training.chat.perplexity import collate, perplexity, token_losses
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from core.errors import ModelNotFoundError
 from core.models import embedded_model_path
 from core.privacy import Scope
-from core.storage import Store
+from core.storage.store import Store
 from core.types import Message
 
 Vectors = npt.NDArray[np.float32]

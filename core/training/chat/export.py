@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from core.privacy import redact
-from core.storage import Store
+from core.storage.store import Store
 
 _MENTION = re.compile(
     r"<@[!&]?[\w]+>|<#\w+(?:\|[^>]*)?>|<!(?:subteam\^)?\w+(?:\|[^>]*)?>|(?<![\w.])@\w{2,}"

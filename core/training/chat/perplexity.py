@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from core.chat_training.data import Example
+from core.training.chat.data import Example
 
 
 def collate(examples: Sequence[Example], pad_id: int, device: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from core.commands import Caller, CommandTable, Permission, Rest, command
 from core.settings import Settings, id_pairs
-from core.storage import Store
+from core.storage.store import Store
 from core.types import Message, Place, Speaker
 
 log = logging.getLogger(__name__)

@@ -50,15 +50,15 @@ from core.commands import (
     command,
     parse_rate,
 )
-from core.plugin_storage import PluginStorage
+from core.people.rights import DataServices, PersonalData
+from core.plugins.storage import PluginStorage
 from core.turn import Turn
 from core.types import ChatMessage, Message, Place, Reply, Role, Speaker
-from core.userdata import DataServices, PersonalData
 
 if TYPE_CHECKING:
     from core.emotion.labels import Reading
     from core.generation.base import Generator
-    from core.memory import Vectors
+    from core.memory.longterm import Vectors
     from core.settings import Settings
 
 __all__ = [

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.privacy import Scope
-from core.storage import Store
+from core.storage.store import Store
 from core.types import Message
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from core.errors import UserError
 from core.generation.base import Generator
-from core.storage import StoredTurn
+from core.storage.store import StoredTurn
 from core.types import ChatMessage, Role
 
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from core.privacy import Scope
-from core.storage import Store
+from core.storage.store import Store
 from core.types import Message
 
 _END = r"(?=[.!?,;]|\s+(?:and|but|because|so)\s|$)"

@@ -1,0 +1,1 @@
+"""People: who the bot answers (access) and people's rights over their data."""

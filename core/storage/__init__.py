@@ -1,0 +1,1 @@
+"""Storage: the database (SQLite), its schema and migrations, and turns."""

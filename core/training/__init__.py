@@ -1,0 +1,1 @@
+"""Fine-tuning: shared training helpers and the chat model's training (``chat``)."""
