@@ -18,7 +18,7 @@ import re
 import shlex
 import types
 import typing
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Literal, Protocol, Union, get_args, get_origin
 
 from core.types import Message
@@ -106,6 +106,10 @@ class Param:
         return raw
 
 
+Suggest = Callable[[str], Iterable[str]]
+"""Given an argument's name, the values worth offering for it (may be empty)."""
+
+
 @dataclasses.dataclass(slots=True)
 class Command:
     """``/name``: its handler (``async def f(ctx, **arguments)``), who may use it, whose."""
@@ -118,6 +122,8 @@ class Command:
     rate: tuple[int, float] | None = None
     owner: str = ""
     """The plugin that declared it, or ``core``."""
+    suggest: Suggest | None = None
+    """Values to offer for an argument as it is typed (platforms with autocompletion)."""
 
     @property
     def admin(self) -> bool:
@@ -198,6 +204,7 @@ def command(
     permission: Permission = Permission.EVERYONE,
     rate: str | None = None,
     owner: str = "",
+    suggest: Suggest | None = None,
 ) -> Command:
     """A :class:`Command` for ``func``, its usage from the annotations, its help from the
     docstring's first line unless given."""
@@ -209,6 +216,7 @@ def command(
         permission,
         parse_rate(rate) if rate else None,
         owner,
+        suggest,
     )
 
 
@@ -253,6 +261,24 @@ class CommandTable:
         parsed = parse(text)
         found = self._by_name.get(parsed[0]) if parsed is not None else None
         return found is not None and found.permission is Permission.DATA_RIGHT
+
+    def suggestions(self, name: str, param: str, typed: str, *, most: int = 25) -> list[str]:
+        """What to offer for ``/name``'s argument ``param`` as ``typed`` so far: the
+        command's own suggestions, or for an argument called ``command`` the commands'
+        names; those starting with what was typed first, then those containing it."""
+        found = self._by_name.get(name)
+        if found is None:
+            return []
+        if found.suggest is not None:
+            offered = [str(v) for v in found.suggest(param)]
+        elif param == "command":
+            offered = [c.name for c in self if not c.admin]
+        else:
+            offered = []
+        typed = typed.strip().lstrip("/").lower()
+        first = [v for v in offered if v.lower().startswith(typed)]
+        rest = [v for v in offered if typed in v.lower() and v not in first]
+        return (first + rest)[:most]
 
     def visible(self, *, admin: bool) -> list[Command]:
         """The commands a person may use, by name (admin ones only for admins)."""

@@ -46,6 +46,7 @@ from core.commands import (
     Param,
     Permission,
     Rest,
+    Suggest,
     UsageError,
     command,
     parse_rate,
@@ -221,11 +222,14 @@ class Plugin:
         admin: bool = False,
         data_right: bool = False,
         rate: str | None = None,
+        suggest: Suggest | None = None,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
         """Declare ``/name``; arguments come from the function's annotations.
 
         ``admin``: only the bot's admins may use it. ``data_right``: a person's right
         over their own data, answered for everyone (no allow or block list refuses it).
+        ``suggest``: given an argument's name, values to offer as it is typed (Discord's
+        autocompletion); an argument called ``command`` is offered the commands' names.
         """
         if admin and data_right:
             raise ValueError("a command is for admins or a data right, not both")
@@ -240,7 +244,13 @@ class Plugin:
         def register(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             self.commands.append(
                 command(
-                    func, name=name, help=help, permission=permission, rate=rate, owner=self.name
+                    func,
+                    name=name,
+                    help=help,
+                    permission=permission,
+                    rate=rate,
+                    owner=self.name,
+                    suggest=suggest,
                 )
             )
             return func

@@ -162,7 +162,14 @@ class PluginHost:
             ("plugin", self._manage, "enable, disable or reload a plugin (admin)"),
         ):
             self.table.add(
-                command(func, name=name, help=help_, permission=Permission.ADMIN, owner=CORE.name)
+                command(
+                    func,
+                    name=name,
+                    help=help_,
+                    permission=Permission.ADMIN,
+                    owner=CORE.name,
+                    suggest=self._suggest,
+                )
             )
 
     # --- life cycle ----------------------------------------------------------------------
@@ -330,6 +337,12 @@ class PluginHost:
             about = f": {loaded.plugin.description}" if loaded and loaded.plugin.description else ""
             lines.append(f"{mark} {plugin_name}{about}")
         return "\n".join(lines)
+
+    def _suggest(self, param: str) -> list[str]:
+        """/plugin's NAME: the plugins there are (running, built in, installed)."""
+        if param != "name":
+            return []
+        return sorted({*builtin_names(), *installed_names(), *self.loaded})
 
     async def _manage(
         self,
