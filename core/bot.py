@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
@@ -33,24 +33,22 @@ from core.generation.base import Generator
 from core.generation.factory import create_generator
 from core.memory.facts import Profiles
 from core.memory.longterm import Embedder, LongTermMemory, SentenceEmbedder
-from core.memory.summary import Summaries
+from core.memory.summary import Folding, Summaries
 from core.ordering import KeyedSerializer
 from core.people import rights as userdata
 from core.people.access import Access
 from core.plugins.host import PluginHost
-from core.privacy import Privacy, Scope
+from core.privacy import Privacy
 from core.settings import BotProfile, Settings
 from core.storage.store import Store, StoredTurn
 from core.turn import Turn, TurnResult
-from core.types import ConversationKey, Message, Place, Speaker
+from core.types import Message, Place
 
 Outbox = Callable[[Place, str], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_S = 3600.0
-FOLD_MEMO = 10_000
-"""Conversations whose last fold check is remembered (to skip checks that cannot fold)."""
 
 
 class Bot:
@@ -74,10 +72,13 @@ class Bot:
         self.emotion_history = EmotionHistory(store)
         self._order = KeyedSerializer()
         self._background: set[asyncio.Task[Any]] = set()
-        self._folds: set[asyncio.Task[Any]] = set()
-        self._folding: set[ConversationKey] = set()
-        self._nothing_to_fold: OrderedDict[ConversationKey, int] = OrderedDict()
-        """Per conversation, the window start at which the last fold found too little."""
+        self.folding = Folding(
+            self.summaries,
+            generator,
+            profile.name,
+            at_least=profile.memory.summarize_after,
+            spawn=self.spawn,
+        )
         self._retention: asyncio.Task[Any] | None = None
         self._closed = False
         self._outboxes: dict[str, Outbox] = {}
@@ -184,10 +185,6 @@ class Bot:
         scope = self.store.privacy.scope(sample)
         return await self.store.recent_turns(self.profile.name, sample.place, scope, limit=limit)
 
-    def is_admin(self, speaker: Speaker) -> bool:
-        """Whether ``speaker`` may run admin commands (the terminal's user always may)."""
-        return self.access.is_admin(speaker)
-
     def connect(self, platform: str, outbox: Outbox) -> None:
         """Say unprompted things on ``platform`` through ``outbox`` (an adapter's
         ``send_to``) from now on."""
@@ -211,11 +208,11 @@ class Bot:
         (summaries folding) have finished: what a test awaits before it looks."""
         while True:
             await self._order.drain()
-            if not self._folds:
+            if not self.folding.running:
                 if not len(self._order):
                     return
                 continue
-            await asyncio.gather(*list(self._folds), return_exceptions=True)
+            await self.folding.finish()
 
     # --- what /status (and an operator's view) shows --------------------------------------
     @property
@@ -264,39 +261,6 @@ class Bot:
         task.add_done_callback(done)
         return task
 
-    def fold_later(self, message: Message, scope: Scope, *, window_start: int) -> None:
-        """Fold turns that left the window into the summary, after this turn."""
-        key = message.place.conversation
-        if key in self._folding or self._closed:
-            return
-        if self._nothing_to_fold.get(key) == window_start:
-            return  # no turn has left the window since that check
-        self._folding.add(key)
-
-        async def fold() -> None:
-            try:
-                folded = await self.summaries.fold(
-                    self.generator,
-                    self.profile.name,
-                    message,
-                    scope,
-                    window_start=window_start,
-                    at_least=self.profile.memory.summarize_after,
-                )
-            finally:
-                self._folding.discard(key)
-            if folded:
-                self._nothing_to_fold.pop(key, None)
-            else:
-                self._nothing_to_fold[key] = window_start
-                self._nothing_to_fold.move_to_end(key)
-                if len(self._nothing_to_fold) > FOLD_MEMO:
-                    self._nothing_to_fold.popitem(last=False)
-
-        task = self.spawn(fold())
-        self._folds.add(task)
-        task.add_done_callback(self._folds.discard)
-
     async def _retention_loop(self) -> None:
         while True:
             await asyncio.sleep(RETENTION_INTERVAL_S)
@@ -309,6 +273,7 @@ class Bot:
         if self._closed:
             return
         self._closed = True
+        self.folding.closed = True  # no new summaries: the ones started are finished
         await self._order.drain()
         await self.plugin_host.stop()
         if self._retention is not None:

@@ -55,7 +55,7 @@ async def guard(turn: Turn) -> None:
     if not message.place.is_private and not addressed(message, groups):
         raise EndTurn("not addressed to the bot")
     refusal = services.access.refusal(
-        message, turn.user_key, admin=services.is_admin(message.speaker)
+        message, turn.user_key, admin=services.access.is_admin(message.speaker)
     )
     if refusal is not None and not services.commands.is_data_right(message.text):
         raise EndTurn(f"not allowed: {refusal.reason}", refusal.notice)
@@ -240,7 +240,7 @@ async def remember(turn: Turn) -> None:
         )
     turn.stored = stored
     if services.profile.memory.summarize and context.turn_ids:
-        services.fold_later(message, turn.scope, window_start=context.turn_ids[0])
+        services.folding.later(message, turn.scope, window_start=context.turn_ids[0])
 
 
 def _reply(turn: Turn) -> Reply:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from core.channel import ReplyChannel
-from core.types import Message, Reply, Speaker
+from core.types import Message, Reply
 
 if TYPE_CHECKING:
     from core.commands import CommandTable
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from core.generation.base import Generator
     from core.memory.facts import Profiles
     from core.memory.longterm import LongTermMemory, Vectors
-    from core.memory.summary import Summaries, Summary
+    from core.memory.summary import Folding, Summaries, Summary
     from core.memory.window import Context
     from core.people.access import Access
     from core.privacy import Scope
@@ -50,11 +50,9 @@ class Services(Protocol):
     """What people have said about themselves (names, places...)."""
     access: Access
     commands: CommandTable
+    folding: Folding
+    """Summaries folded after the turn, off the reply path."""
     outcomes: Counter[str]
-
-    def is_admin(self, speaker: Speaker) -> bool: ...
-
-    def fold_later(self, message: Message, scope: Scope, *, window_start: int) -> None: ...
 
 
 class EndTurn(Exception):

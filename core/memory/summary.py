@@ -7,15 +7,19 @@ reply has been sent, so it never delays the answer it follows.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from core.generation.base import BACKGROUND_MAX_TOKENS, Generator
 from core.privacy import Scope
 from core.settings import GenerationSettings
 from core.storage.store import Store, StoredTurn
-from core.types import ChatMessage, Message, Role
+from core.types import ChatMessage, ConversationKey, Message, Role
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +106,81 @@ class Summaries:
         await self.save(bot, message, text, folded[-1].id)
         log.info("folded %d turns of %s into its summary", len(folded), message.place.conversation)
         return True
+
+
+Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+
+FOLD_MEMO = 10_000
+"""Conversations whose last fold check is remembered (to skip checks that cannot fold)."""
+
+
+class Folding:
+    """Folds the turns that left a conversation's window into its summary, after the turn
+    (``spawn`` runs it off the reply path): one fold per conversation at a time, and no
+    second try until the window has moved on since a fold found too little."""
+
+    def __init__(
+        self,
+        summaries: Summaries,
+        generator: Generator,
+        bot: str,
+        *,
+        at_least: int,
+        spawn: Spawn,
+    ) -> None:
+        self.summaries = summaries
+        self.generator = generator
+        self.bot = bot
+        self.at_least = at_least
+        self._spawn = spawn
+        self._running: set[asyncio.Task[Any]] = set()
+        self._folding: set[ConversationKey] = set()
+        self._nothing_to_fold: OrderedDict[ConversationKey, int] = OrderedDict()
+        """Per conversation, the window start at which the last fold found too little."""
+        self.closed = False
+
+    def later(self, message: Message, scope: Scope, *, window_start: int) -> None:
+        """Fold what left ``message``'s window (which now starts at ``window_start``)."""
+        key = message.place.conversation
+        if key in self._folding or self.closed:
+            return
+        if self._nothing_to_fold.get(key) == window_start:
+            return  # no turn has left the window since that check
+        self._folding.add(key)
+        task = self._spawn(self._fold(key, message, scope, window_start))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _fold(
+        self, key: ConversationKey, message: Message, scope: Scope, window_start: int
+    ) -> None:
+        try:
+            folded = await self.summaries.fold(
+                self.generator,
+                self.bot,
+                message,
+                scope,
+                window_start=window_start,
+                at_least=self.at_least,
+            )
+        finally:
+            self._folding.discard(key)
+        if folded:
+            self._nothing_to_fold.pop(key, None)
+        else:
+            self._nothing_to_fold[key] = window_start
+            self._nothing_to_fold.move_to_end(key)
+            if len(self._nothing_to_fold) > FOLD_MEMO:
+                self._nothing_to_fold.popitem(last=False)
+
+    @property
+    def running(self) -> int:
+        """Folds in progress."""
+        return len(self._running)
+
+    async def finish(self) -> None:
+        """Wait for the folds in progress."""
+        await asyncio.gather(*list(self._running), return_exceptions=True)
 
 
 def fitted(

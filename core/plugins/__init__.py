@@ -54,7 +54,7 @@ from core.commands import (
 from core.people.rights import DataServices, PersonalData
 from core.plugins.storage import PluginStorage
 from core.turn import Turn
-from core.types import ChatMessage, Message, Place, Reply, Role, Speaker
+from core.types import ChatMessage, Message, Place, Reply, Role
 
 if TYPE_CHECKING:
     from core.emotion.labels import Reading
@@ -311,8 +311,6 @@ class PluginServices(DataServices, Protocol):
     generator: Generator
     commands: CommandTable
 
-    def is_admin(self, speaker: Speaker) -> bool: ...
-
     async def send_to(self, place: Place, text: str) -> bool: ...
 
 
@@ -426,7 +424,7 @@ class Context(JobContext):
 
     @property
     def is_admin(self) -> bool:
-        return self._services.is_admin(self.message.speaker)
+        return self._services.access.is_admin(self.message.speaker)
 
     @property
     def commands(self) -> list[Command]:

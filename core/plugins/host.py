@@ -271,7 +271,7 @@ class PluginHost:
         found = self.table.get(name)
         if found is None:
             raise EndTurn(f"unknown command /{name}", f"I don't know /{name}. Try /help.")
-        if found.admin and not self.services.is_admin(turn.message.speaker):
+        if found.admin and not self.services.access.is_admin(turn.message.speaker):
             raise EndTurn(f"/{name} refused", f"Only an admin of this bot can use /{name}.")
         wait = 0.0 if found.admin else self._rate_wait(turn, found)
         if wait:
