@@ -35,7 +35,7 @@ from core.emotion.classifier import (
 from core.emotion.labels import EKMAN, LABELS
 from core.emotion.text import spell_emoji
 from core.errors import ConfigError
-from core.training import checkpoints
+from core.training import checkpoints, steps
 from core.training.batching import length_batches
 
 log = logging.getLogger(__name__)
@@ -245,13 +245,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
             padded = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             logits = net(padded["input_ids"].to(device), padded["attention_mask"].to(device))
             loss = loss_fn(logits, targets[batch].to(device))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
+            losses.append(steps.step(loss, trainable, optimizer, schedule))
             state["step"] += 1
-            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if state["step"] % config.checkpoint_every == 0:

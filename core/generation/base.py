@@ -95,8 +95,15 @@ class Generator(abc.ABC):
         background: bool = False,
     ) -> str:
         """The whole reply. ``background`` marks work nobody is waiting on (a summary):
-        an engine that schedules may put it after replies."""
-        return "".join([piece async for piece in self.stream(messages, params)])
+        an engine that schedules may put it after replies (see :meth:`_pieces`)."""
+        return "".join([p async for p in self._pieces(messages, params, background=background)])
+
+    def _pieces(
+        self, messages: Sequence[ChatMessage], params: GenerationSettings, *, background: bool
+    ) -> AsyncIterator[str]:
+        """The reply's pieces for :meth:`generate`; an engine that schedules background
+        work apart overrides this."""
+        return self.stream(messages, params)
 
 
 BACKGROUND_MAX_TOKENS = 120

@@ -333,14 +333,10 @@ class LlamaCppGenerator(Generator):
     ) -> AsyncIterator[str]:
         return self._submit(messages, params, background=False)
 
-    async def generate(
-        self,
-        messages: Sequence[ChatMessage],
-        params: GenerationSettings,
-        *,
-        background: bool = False,
-    ) -> str:
-        return "".join([p async for p in self._submit(messages, params, background=background)])
+    def _pieces(
+        self, messages: Sequence[ChatMessage], params: GenerationSettings, *, background: bool
+    ) -> AsyncIterator[str]:
+        return self._submit(messages, params, background=background)
 
     async def _submit(
         self, messages: Sequence[ChatMessage], params: GenerationSettings, *, background: bool

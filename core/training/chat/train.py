@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from core.errors import ConfigError
 from core.generation import models
-from core.training import checkpoints
+from core.training import checkpoints, steps
 from core.training.batching import length_batches
 from core.training.chat.data import Example, encode_all, read_conversations, split
 from core.training.chat.perplexity import collate, perplexity, token_losses
@@ -243,15 +243,9 @@ def train(config: ChatTrainConfig) -> dict[str, Any]:
             total_loss, count = token_losses(
                 model, collate([train_examples[i] for i in batch], pad, device)
             )
-            loss = total_loss / max(count, 1)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
+            losses.append(steps.step(total_loss / max(count, 1), trainable, optimizer, schedule))
             state["step"] += 1
             state["global_step"] += 1
-            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{schedule.get_last_lr()[0]:.1e}")
             if state["global_step"] % config.checkpoint_every == 0:
