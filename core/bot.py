@@ -170,6 +170,7 @@ class Bot:
         """Run one message through the pipeline, after earlier ones of its conversation."""
         if self._closed:
             raise RuntimeError("the bot is closed")
+        message = message.valid()  # one person's broken text must not fail anyone's turn
         if self.profile.groups.context == "person" and not message.place.is_private:
             # each member's own conversation: keyed, stored and ordered apart
             place = dataclasses.replace(message.place, person=message.speaker.user_id)

@@ -91,7 +91,10 @@ async def perceive(turn: Turn) -> None:
         raise EndTurn("nothing but control characters")
     services = turn.services
     if services.emotions is not None:
-        turn.emotion = await services.emotions.read_one(turn.text)
+        try:
+            turn.emotion = await services.emotions.read_one(turn.text)
+        except Exception:  # the reading is optional: the turn goes on without it
+            log.exception("could not read the emotion of a message; answering without it")
     if services.memory is not None:
         turn.vector = (await services.memory.embedder.embed([turn.text]))[0]
 

@@ -8,7 +8,7 @@ object again when it replies).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,6 +89,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def valid_text(text: str) -> str:
+    """``text`` with what no encoder can write replaced by U+FFFD: lone surrogates
+    (``"\\ud800"``), which browsers and some clients send and which UTF-8 (the database,
+    the tokenizers) refuses. A well-formed pair of surrogates becomes its character."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """An incoming message from a person (or another bot) on some platform."""
@@ -106,6 +117,15 @@ class Message:
     empty when it is the bot's own message."""
     attachments: tuple[Attachment, ...] = ()
     raw: Any = field(default=None, compare=False, repr=False)
+
+    def valid(self) -> Message:
+        """This message with its text and the speaker's name made valid Unicode
+        (:func:`valid_text`); itself when they already are."""
+        text, name = valid_text(self.text), valid_text(self.speaker.display_name)
+        if text is self.text and name is self.speaker.display_name:
+            return self
+        speaker = replace(self.speaker, display_name=name)
+        return replace(self, text=text, speaker=speaker)
 
 
 @dataclass(frozen=True, slots=True)

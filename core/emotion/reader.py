@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from typing import ClassVar
 
 from core.emotion.labels import LABELS, Reading, reading_from
+
+log = logging.getLogger(__name__)
 
 
 class EmotionReader(abc.ABC):
@@ -38,6 +41,11 @@ class Batcher:
         self.batches: list[int] = []
         """Sizes of the batches run so far (for tests and benchmarks)."""
 
+    @property
+    def pending(self) -> int:
+        """Texts waiting for the next batch."""
+        return len(self._pending)
+
     async def read_one(self, text: str) -> Reading:
         future: asyncio.Future[Reading] = asyncio.get_running_loop().create_future()
         self._pending.append((text, future))
@@ -56,13 +64,29 @@ class Batcher:
             try:
                 readings = await self.reader.read([text for text, _ in batch])
             except Exception as error:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(error)
+                    continue
+                # one text must not fail everyone's: read them one by one, so that only
+                # a text that cannot be read fails (and only its own turn)
+                log.warning("a batch of %d texts failed; reading them one by one", len(batch))
+                for text, future in batch:
+                    await self._read_alone(text, future)
                 continue
             for (_, future), reading in zip(batch, readings, strict=True):
                 if not future.done():
                     future.set_result(reading)
+
+    async def _read_alone(self, text: str, future: asyncio.Future[Reading]) -> None:
+        try:
+            (reading,) = await self.reader.read([text])
+        except Exception as error:
+            if not future.done():
+                future.set_exception(error)
+        else:
+            if not future.done():
+                future.set_result(reading)
 
 
 class FakeEmotionReader(EmotionReader):

@@ -75,20 +75,86 @@ async def test_the_policy_can_be_switched_off(tmp_path: Path) -> None:
     assert [r.ekman for r in data.readings] == ["sadness"]  # still read and kept
 
 
-class SlowReader(FakeEmotionReader):
-    """Takes 20 ms a call, as a real classifier takes a few: texts queue up meanwhile."""
+class GatedReader(FakeEmotionReader):
+    """Holds its first batch until the test opens the gate, so that the texts that arrive
+    meanwhile queue up, as they do behind a real classifier's forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.first: list[str] | None = None
 
     async def read(self, texts: Sequence[str]) -> list[Reading]:
-        await asyncio.sleep(0.02)
+        if self.first is None:
+            self.first = list(texts)
+            await self.gate.wait()
         return await super().read(texts)
 
 
 async def test_concurrent_messages_are_read_in_batches(tmp_path: Path) -> None:
-    reader = SlowReader()
+    reader = GatedReader()
     async with testing.open_bot(tmp_path, emotions=reader) as bot:
-        await asyncio.gather(*(testing.say(bot, f"hello {i}", user=f"u{i}") for i in range(8)))
-        assert bot.emotions is not None and max(bot.emotions.batches) >= 4
-    assert sum(len(call) for call in reader.calls) == 8 and len(reader.calls) < 8
+        batcher = bot.emotions
+        assert batcher is not None
+        said = asyncio.gather(*(testing.say(bot, f"hello {i}", user=f"u{i}") for i in range(8)))
+        # every text not in the first batch is waiting for the next one
+        await testing.until(
+            lambda: reader.first is not None and batcher.pending == 8 - len(reader.first)
+        )
+        reader.gate.set()
+        await said
+    assert reader.first is not None
+    rest = 8 - len(reader.first)
+    assert batcher.batches == ([len(reader.first), rest] if rest else [8])
+    read = sorted(t for call in reader.calls for t in call)
+    assert read == sorted(f"hello {i}" for i in range(8))
+
+
+class PoisonReader(GatedReader):
+    """Fails on any batch that holds a text with "poison" in it (as the real tokenizer
+    once failed a whole batch on one person's lone surrogate)."""
+
+    async def read(self, texts: Sequence[str]) -> list[Reading]:
+        if any("poison" in text for text in texts):
+            raise ValueError("cannot read that")
+        return await super().read(texts)
+
+
+async def test_one_text_that_cannot_be_read_fails_no_one_elses_turn(tmp_path: Path) -> None:
+    reader = PoisonReader()
+    texts = [f"I am so sad {i}" for i in range(7)] + ["poison"]
+    async with testing.open_bot(tmp_path, emotions=reader) as bot:
+        batcher = bot.emotions
+        assert batcher is not None
+        first = asyncio.ensure_future(testing.say(bot, texts[0], user="u0"))
+        await testing.until(lambda: reader.first is not None)  # held: the others queue up
+        rest = asyncio.gather(
+            *(testing.say(bot, text, user=f"u{i}") for i, text in enumerate(texts) if i)
+        )
+        await testing.until(lambda: batcher.pending == 7)
+        reader.gate.set()
+        results = [await first, *await rest]
+        stored = await testing.history(bot, testing.message("", user="u7"))
+    assert batcher.batches[:2] == [1, 7]  # the poison shared a batch with six others
+    # everyone is answered by the model, the unreadable one too (without a reading)
+    assert all(r.reply is not None and not r.reply.failed for r in results)
+    assert results[7].reply is not None and results[7].reply.text == "echo: poison"
+    assert [t.text for t in stored] == ["poison", "echo: poison"]
+    # every other text was read (the reader records only the reads that succeeded)
+    assert sorted(t for call in reader.calls for t in call) == sorted(texts[:7])
+    assert all(r.reply is not None and r.reply.reaction for r in results[:7])  # sad, read
+
+
+async def test_a_lone_surrogate_is_answered_and_stored(tmp_path: Path) -> None:
+    """A browser can send "\\ud800", which UTF-8 (the database, tokenizers) refuses."""
+    async with testing.open_bot(tmp_path) as bot:
+        result = await testing.say(bot, "hi \ud800 there", user="ann", name="Ann \udfff")
+        other = await testing.say(bot, "hello", user="bob")
+        stored = await testing.history(bot, testing.message("", user="ann"))
+    assert result.reply is not None and result.reply.text == "echo: hi \ufffd there"
+    assert other.reply is not None and other.reply.text == "echo: hello"
+    assert [t.text for t in stored] == ["hi \ufffd there", "echo: hi \ufffd there"]
+    assert stored[0].display_name == "Ann \ufffd"
 
 
 async def test_why_shows_the_reading(tmp_path: Path) -> None:
