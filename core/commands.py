@@ -226,6 +226,19 @@ class CommandTable:
 
     def __init__(self) -> None:
         self._by_name: dict[str, Command] = {}
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch(self, changed: Callable[[], None]) -> None:
+        """Call ``changed()`` whenever a command comes or goes (a plugin enabled or
+        disabled): a platform that registers the commands with its servers does it again."""
+        self._watchers.append(changed)
+
+    def _changed(self) -> None:
+        for changed in self._watchers:
+            try:
+                changed()
+            except Exception:
+                log.exception("a command table watcher failed")
 
     def add(self, command: Command) -> bool:
         """Register ``command``; False (and a warning) when its name is taken."""
@@ -246,12 +259,17 @@ class CommandTable:
                 )
             return False
         self._by_name[command.name] = command
+        if taken is None:
+            self._changed()
         return True
 
     def remove_owner(self, owner: str) -> None:
         """Forget ``owner``'s commands (a plugin stopped)."""
-        for name in [n for n, c in self._by_name.items() if c.owner == owner]:
+        gone = [n for n, c in self._by_name.items() if c.owner == owner]
+        for name in gone:
             del self._by_name[name]
+        if gone:
+            self._changed()
 
     def get(self, name: str) -> Command | None:
         return self._by_name.get(name)

@@ -1,10 +1,14 @@
 """A fake Discord REST API and gateway on 127.0.0.1, for the real discord.py client.
 
 REST under ``/api/v10``: the login calls, messages (create, edit; over 2,000
-characters is refused as Discord does), typing, reactions, ``/gateway/bot``. The
-gateway at ``/gw`` says HELLO, answers IDENTIFY with READY and GUILD_CREATE (one
-guild, a text channel and a thread), RESUME with RESUMED, heartbeats with acks, and
-sends the MESSAGE_CREATE events tests push.
+characters is refused as Discord does), typing, reactions, ``/gateway/bot``; the
+application's global commands (``PUT /applications/{id}/commands``, recorded); an
+interaction's callback (``POST /interactions/{id}/{token}/callback``) and its
+webhook (edit or delete the original response, follow-ups and their edits), which
+Discord authenticates by the token in the path, not the bot's. The gateway at ``/gw``
+says HELLO, answers IDENTIFY with READY (with the application's id) and GUILD_CREATE
+(one guild, a text channel and a thread), RESUME with RESUMED, heartbeats with acks,
+and sends the MESSAGE_CREATE and INTERACTION_CREATE events tests push.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ CHANNEL = "900000000000000010"
 THREAD = "900000000000000020"
 DM_CHANNEL = "900000000000000030"
 NOW = datetime(2026, 11, 23, tzinfo=UTC).isoformat()
+ADMINISTRATOR = str(1 << 3)
+APPLICATION_COMMAND, AUTOCOMPLETE = 2, 4
 BOT_USER = {
     "id": BOT_ID,
     "username": "Sol",
@@ -138,6 +144,8 @@ class FakeDiscord(LoopbackServer):
     identifies: list[dict[str, Any]] = field(default_factory=list)
     resumes: int = 0
     rate_limit_next: int = 0
+    refuse_commands: bool = False
+    """Answer the commands' registration with an error, as for a bad command."""
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -198,6 +206,76 @@ class FakeDiscord(LoopbackServer):
             data["member"] = {k: v for k, v in _member(author).items() if k != "user"}
         return data
 
+    def interaction(
+        self,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        kind: int = APPLICATION_COMMAND,
+        focused: str = "",
+        author: dict[str, Any] | None = None,
+        channel: str = CHANNEL,
+        guild: bool = True,
+    ) -> dict[str, Any]:
+        """An INTERACTION_CREATE payload: the slash command ``/name`` with ``options``
+        (name: value), or with ``kind=AUTOCOMPLETE`` the user typing the ``focused``
+        option. Its token is ``token-`` and its id."""
+        author = author or user(1)
+        interaction_id = self.snowflake()
+        given = [
+            {
+                "name": k,
+                "type": _option_type(v),
+                "value": v,
+                **({"focused": True} if k == focused else {}),
+            }
+            for k, v in (options or {}).items()
+        ]
+        data: dict[str, Any] = {
+            "id": interaction_id,
+            "application_id": APP_ID,
+            "type": kind,
+            "token": f"token-{interaction_id}",
+            "version": 1,
+            "data": {
+                "id": "1300000000000000001",
+                "name": name,
+                "type": 1,
+                **({"options": given} if given else {}),
+            },
+            "channel_id": channel,
+            "locale": "en-US",
+            "entitlements": [],
+            "app_permissions": "1071698660929",
+            "attachment_size_limit": 8 * 1024 * 1024,
+        }
+        if guild:
+            member = _member(author) | {"permissions": "1071698660929"}
+            parent = CHANNEL if channel == THREAD else None
+            data |= {
+                "guild_id": GUILD,
+                "guild_locale": "en-US",
+                "member": member,
+                "channel": {
+                    "id": channel,
+                    "type": 11 if channel == THREAD else 0,
+                    "guild_id": GUILD,
+                    "name": "general",
+                    "parent_id": parent,
+                    "permissions": "1071698660929",
+                },
+                "context": 0,
+                "authorizing_integration_owners": {"0": GUILD},
+            }
+        else:
+            data |= {
+                "user": author,
+                "channel": {"id": channel, "type": 1, "recipients": [author]},
+                "context": 1,
+                "authorizing_integration_owners": {"0": GUILD},
+            }
+        return data
+
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         for socket in list(self._sockets):
             await self._send(socket, event, data)
@@ -235,6 +313,46 @@ class FakeDiscord(LoopbackServer):
 
     async def wait_sent(self, count: int = 1, within: float = 10.0) -> None:
         await self.wait(lambda: len(self.sent()) >= count, within)
+
+    # --- slash commands ------------------------------------------------------------------
+    def registered(self) -> list[list[dict[str, Any]]]:
+        """Each list of global commands the application registered (PUT), in order (a
+        refused one is not)."""
+        path = f"/applications/{APP_ID}/commands"
+        return [
+            c.body["commands"]
+            for c in self.calls
+            if c.method == "PUT" and c.path == path and "commands" in c.body
+        ]
+
+    async def wait_registered(self, within: float = 10.0) -> list[dict[str, Any]]:
+        """The global commands, once the application has registered them."""
+        await self.wait(lambda: bool(self.registered()), within)
+        return self.registered()[-1]
+
+    def callbacks(self, interaction: dict[str, Any]) -> list[dict[str, Any]]:
+        """How the bot responded to ``interaction`` (the callback bodies, in order)."""
+        path = f"/interactions/{interaction['id']}/{interaction['token']}/callback"
+        return [c.body for c in self.calls if c.path == path]
+
+    def answers(self, interaction: dict[str, Any]) -> list[str]:
+        """What the bot answered to ``interaction``, now: the original response (once it
+        replaced the deferred one), then each follow-up, after their edits."""
+        hook = f"/webhooks/{APP_ID}/{interaction['token']}"
+        latest: dict[str, str] = {}
+        for call in self.calls:
+            if call.path == hook + "/messages/@original" and call.method == "DELETE":
+                latest.pop("@original", None)
+            elif call.path == hook and call.method == "POST" and "_id" in call.body:
+                latest[call.body["_id"]] = call.body.get("content", "")
+            elif call.path.startswith(hook + "/messages/") and call.method == "PATCH":
+                latest[call.path.rsplit("/", 1)[1]] = call.body.get("content", "")
+        original = [latest.pop("@original")] if "@original" in latest else []
+        return original + list(latest.values())
+
+    def deleted_original(self, interaction: dict[str, Any]) -> bool:
+        path = f"/webhooks/{APP_ID}/{interaction['token']}/messages/@original"
+        return any(c.method == "DELETE" and c.path == path for c in self.calls)
 
     # --- the server ----------------------------------------------------------------------
     async def _send(self, socket: web.WebSocketResponse, event: str, data: Any) -> None:
@@ -280,16 +398,24 @@ class FakeDiscord(LoopbackServer):
 
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["path"]
-        if request.headers.get("Authorization") != f"Bot {self.token}":
+        by_token = path.startswith(("/interactions/", "/webhooks/"))  # no bot token there
+        if not by_token and request.headers.get("Authorization") != f"Bot {self.token}":
             return _json({"message": "401: Unauthorized", "code": 0}, 401)
-        body: dict[str, Any] = {}
+        body: Any = {}
         if request.can_read_body:
             if request.content_type == "multipart/form-data":
                 form = await request.post()
                 body = json.loads(str(form.get("payload_json", "{}")))
             else:
                 body = await request.json()
+        if isinstance(body, list):  # a bulk overwrite of commands
+            body = {"commands": body}
         call = Call(request.method, path, body)
+        if by_token or path.startswith("/applications/"):
+            self.calls.append(call)
+            response = self._interaction_rest(call)
+            await self._notify()
+            return response
         if path == "/users/@me":
             return _json(BOT_USER)
         if path == "/oauth2/applications/@me":
@@ -351,6 +477,67 @@ class FakeDiscord(LoopbackServer):
                 sent["message_reference"] = body["message_reference"]
             return _json(sent)
         return _json({})
+
+    def _interaction_rest(self, call: Call) -> web.Response:
+        """Commands, interaction callbacks and the interaction webhook."""
+        parts = call.path.split("/")
+        if call.method == "PUT" and call.path == f"/applications/{APP_ID}/commands":
+            if self.refuse_commands:
+                call.body = {"refused": True}
+                errors = {
+                    "0": {"name": {"_errors": [{"code": "APPLICATION_COMMAND_INVALID_NAME"}]}}
+                }
+                return _json({"message": "Invalid Form Body", "code": 50035, "errors": errors}, 400)
+            commands = call.body["commands"]
+            return _json(
+                [
+                    {"id": self.snowflake(), "application_id": APP_ID, "version": "1"} | c
+                    for c in commands
+                ]
+            )
+        if parts[1] == "interactions" and parts[-1] == "callback":
+            kind = call.body.get("type")
+            flags = (call.body.get("data") or {}).get("flags", 0)
+            return _json(
+                {
+                    "interaction": {
+                        "id": parts[2],
+                        "type": AUTOCOMPLETE if kind == 8 else APPLICATION_COMMAND,
+                        "response_message_loading": kind == 5,
+                        "response_message_ephemeral": bool(flags & 64),
+                    }
+                }
+            )
+        if parts[1] == "webhooks" and parts[2] == APP_ID:
+            if call.method == "DELETE":
+                return web.Response(status=204)
+            if len(call.body.get("content") or "") > 2000:
+                call.body = {"refused": True}
+                too_long = {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH"}]}}
+                return _json(
+                    {"message": "Invalid Form Body", "code": 50035, "errors": too_long}, 400
+                )
+            if call.method == "POST" and len(parts) == 4:  # a follow-up
+                message_id = self.snowflake()
+                call.body["_id"] = message_id
+            elif call.method == "PATCH" and len(parts) == 6:  # an edit
+                message_id = parts[5] if parts[5] != "@original" else self.snowflake()
+            else:
+                return _json({"message": "404: Not Found", "code": 0}, 404)
+            sent = self.message(call.body.get("content", ""), author=BOT_USER, guild=False)
+            sent |= {"id": message_id, "webhook_id": APP_ID, "application_id": APP_ID}
+            sent["flags"] = call.body.get("flags", 0)
+            return _json(sent)
+        return _json({"message": "404: Not Found", "code": 0}, 404)
+
+
+def _option_type(value: Any) -> int:
+    """Discord's option type for a value a user gave."""
+    if isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        return 4
+    return 10 if isinstance(value, float) else 3
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

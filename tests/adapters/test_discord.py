@@ -5,21 +5,33 @@ fake generator."""
 from __future__ import annotations
 
 import json
+import logging
+import shlex
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import discord
 import pytest
 from pydantic import SecretStr
 
-from adapters.discord_adapter import DiscordAdapter, intents, to_message
+from adapters.discord_adapter import (
+    COMMAND_NAME,
+    DiscordAdapter,
+    application_commands,
+    command_text,
+    intents,
+    to_message,
+)
 from core import testing
+from core.commands import Command, CommandTable, Param, Permission, Rest, command
 from core.errors import ConfigError
 from core.settings import Settings
-from core.types import PlaceKind
+from core.types import Message, PlaceKind
 from tests.adapters.conftest import Platform, Running
 from tests.adapters.fake_discord import (
+    APP_ID,
+    AUTOCOMPLETE,
     BOT_USER,
     CHANNEL,
     DM_CHANNEL,
@@ -327,3 +339,351 @@ async def test_private_notices_are_direct_messages_and_reminders_go_to_the_chann
     await running.settle(pushed=1)
     (reminder,) = [c for c in server.calls if "Reminder" in str(c.body.get("content"))]
     assert reminder.path == f"/channels/{CHANNEL}/messages"
+
+
+# --- slash commands ---------------------------------------------------------------------
+async def test_the_slash_commands_registered_are_the_command_table(running: Discord) -> None:
+    server = running.server
+    registered = await server.wait_registered()
+    by_name = {c["name"]: c for c in registered}
+    table = running.bot.commands
+    assert len(by_name) == len(registered)  # no name twice
+    assert set(by_name) == {c.name for c in table if COMMAND_NAME.match(c.name)} != set()
+    assert len(registered) == len(table)  # every name of the table is one Discord takes
+    assert len(server.registered()) == 1  # one bulk overwrite
+    await running.adapter.registration_done()
+    assert running.adapter.registered == [c["name"] for c in registered]
+
+    help_ = by_name["help"]
+    assert help_["description"] == "what I can do, or how to use one command"
+    assert help_["options"] == [
+        {
+            "type": 3,  # STRING
+            "name": "command",
+            "description": "command",
+            "required": False,
+            "autocomplete": True,
+        }
+    ]
+    consent = {o["name"]: o for o in by_name["consent"]["options"]}
+    assert list(consent) == ["purpose", "choice"]  # the handler's order
+    assert consent["choice"]["choices"] == [
+        {"name": "on", "value": "on"},
+        {"name": "off", "value": "off"},
+    ]
+    assert "choices" not in consent["purpose"] and "autocomplete" not in consent["purpose"]
+    assert by_name["status"]["default_member_permissions"] == "0"  # admin: hidden
+    assert by_name["help"]["default_member_permissions"] is None  # everyone
+    assert by_name["forget"]["default_member_permissions"] is None  # a data right: everyone
+    admins = {c.name for c in table if c.permission is Permission.ADMIN}
+    assert {n for n, c in by_name.items() if c["default_member_permissions"] == "0"} == admins
+    assert all(c["dm_permission"] is True and c["type"] == 1 for c in registered)
+    assert all(0 < len(c["description"]) <= 100 for c in registered)
+
+
+@pytest.mark.parametrize("running", [{"admins": f"discord:{user(2)['id']}"}], indirect=True)
+async def test_slash_commands_follow_plugins_enabled_and_disabled(running: Discord) -> None:
+    server = running.server
+    first = {c["name"] for c in await server.wait_registered()}
+    assert "remind" not in first and "help" in first  # the control: reminders is off
+    admin_dm = {"channel": DM_CHANNEL, "guild": False, "author": user(2)}
+    enable = server.message("/plugin enable reminders", **admin_dm)
+    await server.dispatch("MESSAGE_CREATE", enable)
+    await server.wait(lambda: len(server.registered()) == 2)
+    assert {c["name"] for c in server.registered()[-1]} == first | {"remind", "reminders"}
+    await server.dispatch("MESSAGE_CREATE", server.message("/plugin disable reminders", **admin_dm))
+    await server.wait(lambda: len(server.registered()) == 3)
+    assert {c["name"] for c in server.registered()[-1]} == first
+    await running.settle(pushed=2)
+    assert server.texts() == ["Enabled reminders.", "Disabled reminders."]
+
+
+@pytest.mark.parametrize(
+    "platform",
+    [Platform(lambda: FakeDiscord(refuse_commands=True), discord_settings, quick_adapter)],
+)
+async def test_a_refused_registration_is_logged_and_typed_commands_still_work(
+    running: Discord, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = running.server
+    await running.adapter.registration_done()
+    assert len(server.registered()) == 0 and any(  # tried, refused
+        c.path == f"/applications/{APP_ID}/commands" for c in server.calls
+    )
+    assert running.adapter.registered == []
+    assert any("could not register the slash commands" in r.message for r in caplog.records)
+    await server.dispatch(
+        "MESSAGE_CREATE", server.message("/privacy", channel=DM_CHANNEL, guild=False)
+    )
+    await running.settle(pushed=1)
+    assert server.texts()[0].startswith("What I keep about you")
+
+
+def _table() -> CommandTable:
+    async def tune(ctx: Any, level: int, ratio: float = 1.5, loud: bool = False) -> str:
+        """set the volume"""
+        return ""
+
+    async def pick(ctx: Any, size: Literal[1, 2, 3], flag: Literal[True, False] = True) -> str:
+        return ""
+
+    async def odd(ctx: Any, first: str = "", second: str = "") -> str:
+        return ""
+
+    async def say(ctx: Any, who: str, words: Rest) -> str:
+        return ""
+
+    table = CommandTable()
+    table.add(command(tune, owner="core"))
+    table.add(command(pick, owner="core", help="pick a size", permission=Permission.ADMIN))
+    table.add(command(say, owner="core", help="say " + "so " * 60))
+    table.add(command(odd, owner="core", help="odd"))
+    table.add(command(odd, name="find", owner="core", suggest=lambda p: ["x"] * (p == "first")))
+    table.add(command(odd, name="x.y", owner="core"))  # not a Discord name
+    table.add(command(odd, name="a" * 33, owner="core"))  # too long for Discord
+    return table
+
+
+def test_each_argument_type_becomes_its_option_type(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        registered = {c["name"]: c for c in application_commands(_table())}
+    assert sorted(registered) == ["find", "odd", "pick", "say", "tune"]  # not x.y, a*33
+    assert sum("cannot be a slash command" in r.message for r in caplog.records) == 2
+    tune = registered["tune"]
+    assert tune["description"] == "set the volume"
+    assert [(o["name"], o["type"], o["required"]) for o in tune["options"]] == [
+        ("level", 4, True),
+        ("ratio", 10, False),
+        ("loud", 5, False),
+    ]
+    pick = registered["pick"]
+    assert pick["default_member_permissions"] == "0"
+    size, flag = pick["options"]
+    assert size["type"] == 4 and size["choices"] == [
+        {"name": str(n), "value": n} for n in (1, 2, 3)
+    ]
+    assert flag["type"] == 5 and "choices" not in flag  # Discord refuses choices on BOOLEAN
+    say = registered["say"]
+    assert len(say["description"]) == 100 and say["description"].endswith("…")
+    assert [(o["type"], o["required"]) for o in say["options"]] == [(3, True), (3, True)]
+    autocompleted = [
+        (c["name"], o["name"])
+        for c in registered.values()
+        for o in c["options"]
+        if "autocomplete" in o
+    ]
+    assert autocompleted == [("find", "first"), ("find", "second")]  # its own suggestions
+
+
+def test_an_optional_argument_before_a_required_one_makes_all_optional() -> None:
+    async def handler(ctx: Any, **values: Any) -> str:
+        return ""
+
+    maybe, needed = Param("maybe", str, ""), Param("needed", str)
+    table = CommandTable()  # a signature cannot put them so; a table can
+    table.add(Command("late", handler, "late", (maybe, needed), owner="core"))
+    table.add(Command("early", handler, "early", (needed, maybe), owner="core"))
+    registered = {c["name"]: c for c in application_commands(table)}
+    assert [o["required"] for o in registered["late"]["options"]] == [False, False]
+    assert [o["required"] for o in registered["early"]["options"]] == [True, False]  # control
+
+
+def test_a_slash_command_reads_as_the_command_typed() -> None:
+    table = _table()
+
+    def text(name: str, **options: Any) -> str:
+        return command_text(table, name, [{"name": k, "value": v} for k, v in options.items()])
+
+    assert text("tune", level=3) == "/tune 3"
+    assert text("tune", level=3, loud=True) == "/tune 3 1.5 yes"  # the gap gets its default
+    assert text("odd", second="b c") == "/odd '' 'b c'"
+    assert shlex.split(text("odd", first="it's", second="x")) == ["/odd", "it's", "x"]
+    assert text("say", who="Ann Lee", words="hello there, it's me") == (
+        "/say 'Ann Lee' hello there, it's me"  # the rest of the line as typed
+    )
+    assert text("gone", a="b c") == "/gone 'b c'"  # not in the table: the core says so
+    parsed = table.get("tune").parse(text("tune", level=3, loud=True)[len("/tune") :])  # type: ignore[union-attr]
+    assert parsed == {"level": 3, "ratio": 1.5, "loud": True}
+
+
+async def test_a_slash_command_is_deferred_privately_and_answered_as_typed(
+    running: Discord,
+) -> None:
+    server = running.server
+    await server.dispatch("MESSAGE_CREATE", server.message("/help"))
+    await running.settle(pushed=1)
+    (typed,) = server.texts()
+    assert typed.startswith("I'm ")
+
+    slash = server.interaction("help")
+    await server.dispatch("INTERACTION_CREATE", slash)
+    await running.settle(pushed=1)
+    assert server.callbacks(slash) == [{"type": 5, "data": {"flags": 64}}]  # deferred, ephemeral
+    assert server.answers(slash) == [typed]  # the deferred response, edited
+    assert server.texts() == [typed]  # nothing said in the channel for everyone
+    edits = [c for c in server.calls if c.path.endswith("/messages/@original")]
+    assert [c.method for c in edits] == ["PATCH"]
+    assert edits[0].body["allowed_mentions"]["parse"] == []
+
+    in_dm = server.interaction("help", {"command": "privacy"}, channel=DM_CHANNEL, guild=False)
+    await server.dispatch("INTERACTION_CREATE", in_dm)
+    await running.settle(pushed=1)
+    assert server.callbacks(in_dm) == [{"type": 5}]  # not ephemeral: a DM is private already
+    (answer,) = server.answers(in_dm)
+    assert answer.startswith("/privacy\n")
+
+
+def _recording(adapter: DiscordAdapter) -> list[Message]:
+    """The messages the adapter hands the bot from now on."""
+    seen: list[Message] = []
+    deliver = adapter.deliver
+
+    async def recording(message: Message | None, channel: Any) -> None:
+        if message is not None:
+            seen.append(message)
+        await deliver(message, channel)
+
+    adapter.deliver = recording  # type: ignore[method-assign]
+    return seen
+
+
+async def test_a_slash_command_is_a_message_from_its_user_in_its_place(running: Discord) -> None:
+    server = running.server
+    seen = _recording(running.adapter)
+    places = {"thread": THREAD, "channel": CHANNEL, "dm": DM_CHANNEL}
+    sent = {
+        where: server.interaction(
+            "help", {"command": "why"}, channel=channel, guild=where != "dm", author=user(3)
+        )
+        for where, channel in places.items()
+    }
+    for data in sent.values():
+        await server.dispatch("INTERACTION_CREATE", data)
+    await running.settle(pushed=3)
+    thread, channel, dm = seen
+    assert all(m.text == "/help why" and m.mentions_bot for m in seen)
+    assert [m.id for m in seen] == [d["id"] for d in sent.values()]
+    assert {(m.speaker.user_id, m.speaker.display_name) for m in seen} == {
+        (user(3)["id"], "User 3")
+    }
+    assert (thread.place.channel, thread.place.thread, thread.place.workspace) == (
+        CHANNEL,
+        THREAD,
+        GUILD,
+    )
+    assert (channel.place.channel, channel.place.thread, channel.place.kind) == (
+        CHANNEL,
+        "",
+        PlaceKind.GROUP,
+    )
+    assert (dm.place.channel, dm.place.workspace, dm.place.kind) == (DM_CHANNEL, "", PlaceKind.DM)
+    assert all(server.answers(d)[0].startswith("/why\n") for d in sent.values())
+
+
+@pytest.mark.parametrize("running", [{"block_users": f"discord:{user(1)['id']}"}], indirect=True)
+async def test_a_data_right_is_answered_to_someone_blocked_and_nothing_else_is(
+    running: Discord,
+) -> None:
+    server = running.server
+    forget = server.interaction("forget")  # no option: asks to confirm
+    await server.dispatch("INTERACTION_CREATE", forget)
+    await running.settle(pushed=1)
+    (answer,) = server.answers(forget)
+    assert answer.startswith("This erases everything I keep about you")
+    assert not server.deleted_original(forget)
+
+    help_ = server.interaction("help")
+    await server.dispatch("INTERACTION_CREATE", help_)
+    await server.wait(lambda: server.deleted_original(help_))  # no endless "thinking"
+    await running.settle(pushed=1)
+    assert server.callbacks(help_) == [{"type": 5, "data": {"flags": 64}}]
+    assert server.answers(help_) == []  # not answered
+
+
+LONG = "\n\n".join(f"paragraph {i}:" + " words" * 150 for i in range(5))
+
+
+async def test_a_long_answer_is_the_original_response_and_follow_ups(running: Discord) -> None:
+    async def long(ctx: Any) -> str:
+        return LONG
+
+    running.bot.commands.add(command(long, owner="core", help="a long answer"))
+    server = running.server
+    slash = server.interaction("long")
+    await server.dispatch("INTERACTION_CREATE", slash)
+    await running.settle(pushed=1)
+    parts = server.answers(slash)
+    assert len(parts) >= 3 and all(len(p) <= 2000 for p in parts)
+    assert "\n\n".join(parts) == LONG.strip()
+    follow_ups = [c for c in server.calls if c.method == "POST" and c.path.startswith("/webhooks/")]
+    assert len(follow_ups) == len(parts) - 1
+    assert all(c.body["flags"] == 64 for c in follow_ups)  # private, as the first part
+    assert not any(c.body.get("refused") for c in server.calls)
+
+
+async def test_autocompletion_offers_the_tables_suggestions(running: Discord) -> None:
+    server = running.server
+    typing_ = server.interaction("help", {"command": "pri"}, kind=AUTOCOMPLETE, focused="command")
+    await server.dispatch("INTERACTION_CREATE", typing_)
+    await server.wait(lambda: bool(server.callbacks(typing_)))
+    await running.settle(pushed=1)
+    (callback,) = server.callbacks(typing_)
+    assert callback["type"] == 8  # APPLICATION_COMMAND_AUTOCOMPLETE_RESULT
+    choices = callback["data"]["choices"]
+    assert choices[0] == {"name": "privacy", "value": "privacy"}
+    assert [c["value"] for c in choices] == running.bot.commands.suggestions(
+        "help", "command", "pri"
+    )
+
+    nothing_typed = server.interaction(
+        "help", {"command": ""}, kind=AUTOCOMPLETE, focused="command"
+    )
+    await server.dispatch("INTERACTION_CREATE", nothing_typed)
+    await server.wait(lambda: bool(server.callbacks(nothing_typed)))
+    await running.settle(pushed=1)
+    offered = [c["value"] for c in server.callbacks(nothing_typed)[0]["data"]["choices"]]
+    assert "help" in offered and "privacy" in offered and len(offered) <= 25
+    assert "status" not in offered  # admin commands are not offered
+    assert server.texts() == []  # autocompletion is not a turn
+
+
+async def test_a_redelivered_interaction_is_answered_once(running: Discord) -> None:
+    server = running.server
+    slash = server.interaction("privacy")
+    await server.dispatch("INTERACTION_CREATE", slash)
+    await server.dispatch("INTERACTION_CREATE", slash)
+    await running.settle(pushed=2)
+    assert len(server.callbacks(slash)) == 1
+    (answer,) = server.answers(slash)
+    assert answer.startswith("What I keep about you")
+    again = server.interaction("privacy")  # control: a new interaction is answered
+    await server.dispatch("INTERACTION_CREATE", again)
+    await running.settle(pushed=1)
+    assert server.answers(again) == [answer]
+
+
+async def test_a_malformed_interaction_is_dropped_and_the_adapter_goes_on(
+    running: Discord, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = running.server
+    no_data = server.interaction("help")
+    del no_data["data"]
+    no_token = server.interaction("help")  # discord.py itself cannot read this one
+    del no_token["token"]
+    no_focus = server.interaction("help", {"command": "x"}, kind=AUTOCOMPLETE)
+    for broken in (no_data, no_token, no_focus):
+        await server.dispatch("INTERACTION_CREATE", broken)
+    await running.settle(pushed=3)
+    assert not any(c.path.startswith(("/interactions/", "/webhooks/")) for c in server.calls)
+    dropped = [r for r in caplog.records if "dropped" in r.message]
+    assert len(dropped) == 3
+
+    await server.dispatch(
+        "MESSAGE_CREATE", server.message("still there?", channel=DM_CHANNEL, guild=False)
+    )
+    fine = server.interaction("help", {"command": "forget"})
+    await server.dispatch("INTERACTION_CREATE", fine)
+    await running.settle(pushed=2)
+    assert server.texts() == ["echo: still there?"]
+    assert server.answers(fine)[0].startswith("/forget [confirm]")
+    assert len(server.identifies) == 1 and server.resumes == 0  # the same connection
