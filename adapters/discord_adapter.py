@@ -460,7 +460,8 @@ class DiscordAdapter(PlatformAdapter):
         )
         ready.cancel()
         if self._connection in done:
-            self._registering.cancel()
+            if self._registering is not None:
+                self._registering.cancel()
             error = self._connection.exception()
             if isinstance(error, discord.PrivilegedIntentsRequired):
                 raise ConfigError(

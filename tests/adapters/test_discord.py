@@ -386,7 +386,7 @@ async def test_slash_commands_follow_plugins_enabled_and_disabled(running: Disco
     server = running.server
     first = {c["name"] for c in await server.wait_registered()}
     assert "remind" not in first and "help" in first  # the control: reminders is off
-    admin_dm = {"channel": DM_CHANNEL, "guild": False, "author": user(2)}
+    admin_dm: dict[str, Any] = {"channel": DM_CHANNEL, "guild": False, "author": user(2)}
     enable = server.message("/plugin enable reminders", **admin_dm)
     await server.dispatch("MESSAGE_CREATE", enable)
     await server.wait(lambda: len(server.registered()) == 2)
