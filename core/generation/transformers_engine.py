@@ -80,6 +80,9 @@ class TransformersGenerator(Generator):
         self._device = device
         self.device = "cpu"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        self.steps_run: list[int] = []
+        """Decoding steps of each finished generation, in order (one stops early when its
+        reader goes away)."""
         self._model: Any = None
         self._tokenizer: Any = None
         self._stop_ids: list[int] = []
@@ -229,8 +232,12 @@ class TransformersGenerator(Generator):
             def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
                 emit(text)
 
+        steps = self.steps_run
+        steps.append(0)
+
         class Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                steps[-1] += 1
                 stop = cancel.is_set()
                 return torch.full((input_ids.shape[0],), stop, device=input_ids.device)
 

@@ -4,7 +4,7 @@ opening, several conversations decoded together, prefix reuse, cancellation, "bu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -41,14 +41,6 @@ async def engine() -> AsyncIterator[LlamaCppGenerator]:
         yield generator
     finally:
         await generator.close()
-
-
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    for _ in range(int(within / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition did not come true in time")
 
 
 async def collect(
@@ -142,11 +134,11 @@ async def test_replies_go_before_background_work(tmp_path: Path) -> None:
 
     try:
         first = asyncio.create_task(run("reply 1", False))
-        await until(lambda: generator.load()[0] == 1)
+        await testing.until(lambda: generator.load()[0] == 1)
         summary = asyncio.create_task(run("summary", True))
-        await until(lambda: generator.load()[1] == 1)
+        await testing.until(lambda: generator.load()[1] == 1)
         second = asyncio.create_task(run("reply 2", False))
-        await until(lambda: generator.load()[1] == 2)
+        await testing.until(lambda: generator.load()[1] == 2)
         await asyncio.gather(first, summary, second)
         assert done == ["reply 1", "reply 2", "summary"]  # it came before, it goes last
     finally:
@@ -177,13 +169,18 @@ async def test_background_work_reads_its_prompt_in_small_steps() -> None:
 async def test_stops_at_the_end_of_its_turn(engine: LlamaCppGenerator) -> None:
     short = [ChatMessage(Role.USER, "Reply with just the word: yes")]
     pieces = await collect(engine, short, GenerationSettings(max_new_tokens=100, temperature=0.0))
-    assert 0 < len(pieces) < 100
+    text = "".join(pieces)
+    assert 0 < len(pieces) < 100  # ended by the model's end of turn, not by the limit
+    assert text.strip() and "<|im_end|>" not in text and "<|im_start|>" not in text
 
 
 async def test_continues_an_opening(engine: LlamaCppGenerator) -> None:
     opened = [*CHAT, ChatMessage(Role.ASSISTANT, "I'm so sorry.")]
     assert engine.render(opened).endswith("<|im_start|>assistant\nI'm so sorry.")
-    assert "".join(await collect(engine, opened)).strip()
+    text = "".join(await collect(engine, opened))
+    # it goes on from the opening: no second opening, no new turn, no template markup
+    assert text.strip() and not text.strip().startswith("I'm so sorry")
+    assert "<|im_start|>" not in text and not text.lstrip().startswith("assistant")
 
 
 async def test_conversations_are_decoded_together(engine: LlamaCppGenerator) -> None:
@@ -202,8 +199,9 @@ async def test_a_stopped_stream_frees_its_place(engine: LlamaCppGenerator) -> No
     for _ in range(6):  # more than `parallel`: each stop must free its slot
         async for _piece in engine.stream(CHAT, long):
             break
-    await until(lambda: engine.load() == (0, 0))  # noticed between two decoding steps
-    assert "".join(await collect(engine, CHAT)).strip()
+    await testing.until(lambda: engine.load() == (0, 0))  # noticed between two steps
+    assert "".join(await collect(engine, CHAT)).strip()  # a place was free for it
+    await testing.until(lambda: engine.load() == (0, 0))  # and a finished one frees its own
 
 
 async def test_past_the_queue_the_answer_is_busy(tmp_path: Path) -> None:
@@ -211,9 +209,9 @@ async def test_past_the_queue_the_answer_is_busy(tmp_path: Path) -> None:
     long = GenerationSettings(max_new_tokens=400, temperature=0.0)
     async with testing.open_bot(tmp_path, generator=generator) as bot:
         first = asyncio.create_task(collect(generator, CHAT, long))
-        await until(lambda: generator.load()[0] == 1)
+        await testing.until(lambda: generator.load()[0] == 1)
         second = asyncio.create_task(collect(generator, CHAT, long))  # waits its turn
-        await until(lambda: generator.load()[1] == 1)
+        await testing.until(lambda: generator.load()[1] == 1)
         with pytest.raises(BusyError):
             await collect(generator, CHAT)
         result = await testing.say(bot, "hello?", user="late")

@@ -311,16 +311,35 @@ async def test_turns_of_one_conversation_run_in_order(
             assert len(prompt) == 2 + 2 * i
 
 
+class Rendezvous(FakeGenerator):
+    """Answers only once ``expected`` replies are being generated at the same time: with
+    conversations run one after another it would never answer."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.expected = expected
+        self.inside = 0
+        self.everyone_in = asyncio.Event()
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationSettings
+    ) -> AsyncIterator[str]:
+        self.inside += 1
+        if self.inside == self.expected:
+            self.everyone_in.set()
+        await self.everyone_in.wait()
+        async for piece in super().stream(messages, params):
+            yield piece
+
+
 async def test_conversations_run_concurrently(settings: Settings, profile: BotProfile) -> None:
-    fake = FakeGenerator(delay=0.05)  # "echo: hi" is two pieces: 0.1 s a turn
+    rendezvous = Rendezvous(10)
     async with testing.open_bot(
-        settings.data_dir, settings=settings, profile=profile, generator=fake
+        settings.data_dir, settings=settings, profile=profile, generator=rendezvous
     ) as bot:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await asyncio.gather(*(say(bot, "hi", user=f"user{i}") for i in range(10)))
-        elapsed = loop.time() - started
-    assert elapsed < 0.6  # sequentially it would take 1 s
+        async with asyncio.timeout(30):  # never, if they ran one after another
+            results = await asyncio.gather(*(say(bot, "hi", user=f"user{i}") for i in range(10)))
+    assert [r.reply.text for r, _ in results if r.reply] == ["echo: hi"] * 10
 
 
 async def test_a_long_conversation_reads_only_the_turns_its_window_can_use(
