@@ -288,6 +288,9 @@ class PlatformAdapter(abc.ABC):
         self.last_event_at: float | None = None
         """When the last event was received (``time.time()``), if any."""
         self._arrived = asyncio.Condition()
+        self.malformed = 0
+        """Events skipped because they could not be read (each counted once)."""
+        self._malformed_seen = RecentIds()
 
     @abc.abstractmethod
     async def login(self) -> None: ...
@@ -313,6 +316,17 @@ class PlatformAdapter(abc.ABC):
         async with self._arrived:
             self.events += 1
             self._arrived.notify_all()
+
+    async def skipped(self, key: str, what: str, *, count_event: bool = False) -> None:
+        """Log (``what`` names the event and why, never its content) and count an event
+        that cannot be read, the first time ``key`` is seen. ``count_event``: it reaches
+        no handler, so it is counted as received here."""
+        if not self._malformed_seen.first_time(key):
+            return
+        self.malformed += 1
+        log.warning("%s: skipped %s", self.platform, what)
+        if count_event:
+            await self.received()
 
     async def wait_events(self, count: int, within: float = 10.0) -> None:
         """Wait until ``count`` events have been received since start."""
@@ -344,6 +358,26 @@ class PlatformAdapter(abc.ABC):
             await self.bot.handle(message, channel)
         except Exception:
             log.exception("%s: a turn failed", self.platform)
+
+
+class Knocks:
+    """Requests refused before they are read (a wrong secret, no signature): anyone who
+    can reach the port can send them, so they are logged at most once ``every`` seconds,
+    with how many there were."""
+
+    def __init__(self, what: str, every: float = 60.0) -> None:
+        self.what = what
+        self.every = every
+        self._count = 0
+        self._logged = -every
+
+    def note(self, remote: str | None) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._logged >= self.every:
+            self._logged = now
+            log.warning("%d %s (the last from %s)", self._count, self.what, remote)
+            self._count = 0
 
 
 def bound_port(site: web.TCPSite) -> int:

@@ -5,24 +5,44 @@ DMs are group places where the bot answers as the profile's ``[groups]`` says (b
 default when mentioned). A message in a thread is answered in that thread. Slack
 keeps messages that start with ``/`` for slash commands, so the bot's commands go
 through one slash command (``/socialbot help``) and are answered privately.
+
+In HTTP mode the Events API endpoint is this module's own handler in front of
+slack-bolt's: the signature is checked first, on the raw bytes (401 when it is missing
+or wrong), then a body that is not UTF-8 or not a JSON object (or form) gets 400, and
+only a readable, signed body reaches bolt. Nothing anyone can send makes it answer 500
+or log a traceback; an event that cannot be read is logged once, without its content,
+and counted in :attr:`SlackAdapter.malformed`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import html
 import logging
 import re
+import time
 from typing import Any
 
 from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.base import BotCore, EditingChannel, PlatformAdapter, bound_port, split_text
+from adapters.base import (
+    BotCore,
+    EditingChannel,
+    Knocks,
+    PlatformAdapter,
+    bound_port,
+    split_text,
+)
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Attachment, Message, Place, PlaceKind, Reply, Speaker
@@ -33,6 +53,7 @@ PLATFORM = "slack"
 LIMIT = 4000  # Slack truncates at 40,000 characters and asks for at most about 4,000
 EVENTS_PATH = "/slack/events"
 RATE_LIMIT_RETRIES = 5
+MAX_BODY = 1 << 20  # bytes; Slack's events are far smaller
 # Message subtypes that are a person (or bot) saying something; edits, deletions,
 # joins and the like are not turns.
 _SAYING = {None, "file_share", "thread_broadcast", "bot_message", "me_message"}
@@ -48,8 +69,31 @@ _EMOJI_NAMES = {
 }
 
 
+class MalformedEvent(ValueError):
+    """An event that lacks what a turn needs (its ``args[0]``: which field; never the
+    content)."""
+
+
+def _check(event: object) -> None:
+    """The fields a turn reads have the types Slack sends: else :class:`MalformedEvent`."""
+    if not isinstance(event, dict):
+        raise MalformedEvent("event")
+    for name in ("user", "bot_id", "channel", "channel_type", "text", "ts", "thread_ts", "team"):
+        if not isinstance(event.get(name), str | None):
+            raise MalformedEvent(name)
+    if not isinstance(event.get("user_profile"), dict | None):
+        raise MalformedEvent("user_profile")
+    files = event.get("files")
+    if files is not None and not (
+        isinstance(files, list) and all(isinstance(f, dict) for f in files)
+    ):
+        raise MalformedEvent("files")
+
+
 def to_message(event: dict[str, Any], team_id: str, bot_user_id: str) -> Message | None:
-    """A core message from a Slack ``message`` or ``app_mention`` event, or None."""
+    """A core message from a Slack ``message`` or ``app_mention`` event, or None;
+    :class:`MalformedEvent` when it lacks what a turn needs."""
+    _check(event)
     if event.get("subtype") not in _SAYING or event.get("hidden"):
         return None
     user = event.get("user") or event.get("bot_id")
@@ -82,6 +126,17 @@ def to_message(event: dict[str, Any], team_id: str, bot_user_id: str) -> Message
         attachments=files,
         raw=event,
     )
+
+
+def signature_valid(secret: bytes, body: bytes, timestamp: str, signature: str) -> bool:
+    """Slack's request signature: ``v0=`` and the HMAC-SHA256, keyed with the signing
+    secret, of ``v0:{timestamp}:{body}``, over the body's raw bytes (slack_sdk's verifier
+    decodes them first, so a body that is not UTF-8 could not be told from a forged one),
+    made in the last five minutes."""
+    if not secret or not timestamp.isdigit() or abs(time.time() - int(timestamp)) > 300:
+        return False
+    digest = hmac.new(secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
+    return hmac.compare_digest(f"v0={digest.hexdigest()}", signature)
 
 
 def _escape(text: str) -> str:
@@ -208,7 +263,10 @@ class SlackAdapter(PlatformAdapter):
         self.app.event("message")(self._on_event)
         self.app.event("app_mention")(self._on_event)
         self.app.command(settings.slack_command)(self._on_command)
+        self.app.error(self._on_bolt_error)
         self._app_token = app_token
+        self._secret = secret.encode()
+        self._unsigned = Knocks("slack request(s) refused without a valid signature")
         self._handler: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
         self.http_port = 0
@@ -250,7 +308,9 @@ class SlackAdapter(PlatformAdapter):
                 ) from None
             log.info("slack: connected in Socket Mode")
             return
-        self._runner = web.AppRunner(self.app.web_app(path=EVENTS_PATH), access_log=None)
+        server = web.Application(client_max_size=MAX_BODY)
+        server.router.add_post(EVENTS_PATH, self._on_http)
+        self._runner = web.AppRunner(server, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(
             self._runner, self.settings.slack_http_host, self.settings.slack_http_port
@@ -264,15 +324,79 @@ class SlackAdapter(PlatformAdapter):
             EVENTS_PATH,
         )
 
+    async def _on_http(self, request: web.Request) -> web.Response:
+        """The Events API endpoint: signature first, then a readable body, then bolt."""
+        body = await request.read()
+        if not self._signed(body, request):
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=body.decode("utf-8"),
+                query=request.query_string,
+                headers=dict(request.headers),
+            )
+        except UnicodeDecodeError:
+            return await self._refuse(body, "it is not UTF-8")
+        except Exception as error:  # not JSON, too deep, a JSON list, ...
+            return await self._refuse(body, f"bolt cannot read it ({type(error).__name__})")
+        if not isinstance(bolt_request.body, dict):
+            return await self._refuse(body, "it is not a JSON object or a form")
+        response = await self.app.async_dispatch(bolt_request)
+        return await to_aiohttp_response(response)
+
+    def _signed(self, body: bytes, request: web.Request) -> bool:
+        """Slack's signature of this body is valid and recent; a request without one is
+        logged at most once a minute (anyone who can reach the port can send it)."""
+        valid = signature_valid(
+            self._secret,
+            body,
+            request.headers.get("X-Slack-Request-Timestamp", ""),
+            request.headers.get("X-Slack-Signature", ""),
+        )
+        if not valid:
+            self._unsigned.note(request.remote)
+        return valid
+
+    async def _refuse(self, body: bytes, why: str) -> web.Response:
+        """A signed body that cannot be read: 400, logged and counted the first time."""
+        await self.skipped(hashlib.sha256(body).hexdigest(), f"a request: {why}", count_event=True)
+        return web.json_response({"error": "malformed request"}, status=400)
+
+    async def _on_bolt_error(
+        self, error: Exception, request: AsyncBoltRequest, response: BoltResponse | None
+    ) -> BoltResponse | None:
+        """bolt's own handling failed (a body of the wrong shape: an ``event`` that is a
+        string, ...): one line and no traceback, and 400 rather than 500
+        where the request is still to be answered."""
+        key = hashlib.sha256(request.raw_body.encode("utf-8", "replace")).hexdigest()
+        await self.skipped(
+            key if request.raw_body else f"socket/{id(request)}",
+            f"a request bolt cannot handle ({type(error).__name__})",
+            count_event=True,  # bolt's middleware failed before any listener (ours never raise)
+        )
+        if response is None:  # already acknowledged
+            return None
+        return BoltResponse(status=400, body={"error": "malformed request"})
+
     async def _on_event(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         await self.received()
-        if not self.seen.first_time(f"event/{body.get('event_id', '')}"):
+        event_id = body.get("event_id") or ""
+        if not self.seen.first_time(f"event/{event_id}" if event_id else ""):  # "": always new
             log.info("slack: dropped a redelivered event")
             return
         try:
-            message = to_message(event, str(body.get("team_id") or self.team_id), self.bot_user_id)
-        except Exception:
-            log.exception("slack: could not read an event; it is dropped")
+            team = body.get("team_id")
+            message = to_message(
+                event, team if isinstance(team, str) and team else self.team_id, self.bot_user_id
+            )
+        except Exception as error:
+            why = (
+                f"its {error.args[0]} is not what Slack sends"
+                if isinstance(error, MalformedEvent)
+                else f"it cannot be read ({type(error).__name__})"
+            )
+            name = event_id if isinstance(event_id, str) and event_id.isalnum() else "?"
+            await self.skipped(f"event/{event_id}", f"event {name[:40]}: {why}")
             return
         if message is not None:
             await self.deliver(message, SlackChannel(self.client, message))

@@ -5,29 +5,47 @@ group places (a topic is the place's thread). In groups the bot answers as the
 profile's ``[groups]`` says: by default when mentioned (``@botname``), replied to,
 or given a command. With Telegram's privacy mode on (the default for bots) it only
 receives those messages anyway; see the README.
+
+Updates that cannot be read never stop the bot: python-telegram-bot parses each answer
+to ``getUpdates`` as a whole, so one update it cannot parse would fail the whole batch,
+leave the poller's offset before it and have it fetched again at once, for ever.
+:class:`UpdatesRequest` screens each answer first (see there); the webhook answers such
+a body with 400; a message that parses but lacks what a turn needs is skipped in
+:meth:`TelegramAdapter._on_update`. Each is logged once, without its content, and
+counted in :attr:`TelegramAdapter.malformed`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import re
 import secrets
 import warnings
-from datetime import timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from telegram import BotCommand, Update, User
+from telegram import Bot, BotCommand, Update, User
 from telegram import Message as TgMessage
 from telegram.constants import ChatAction, ChatType, MessageEntityType, ReactionEmoji
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.request import HTTPXRequest, RequestData
 
-from adapters.base import BotCore, EditingChannel, PlatformAdapter, bound_port, split_text
+from adapters.base import (
+    BotCore,
+    EditingChannel,
+    Knocks,
+    PlatformAdapter,
+    bound_port,
+    split_text,
+)
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Attachment, Message, Place, PlaceKind, Speaker
@@ -44,10 +62,83 @@ DRAIN_S = 60.0
 # Telegram only accepts its own set of reaction emoji; near ones stand in for the rest.
 _REACTIONS = {e.value for e in ReactionEmoji}
 _REACTION_STAND_INS = {"🫂": "🤗", "😮": "🤯", "😊": "🥰"}
+MAX_UPDATE_ID = 2**63 - 1  # the Bot API's ids are 64-bit at most
+_KIND = re.compile(r"[a-z_]{1,40}")
+
+JSONDict = dict[str, Any]
+
+
+class MalformedMessage(ValueError):
+    """A message that parsed but lacks what a turn needs (its ``args[0]``: which field;
+    never the content)."""
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def usable_update_id(value: object) -> bool:
+    """An update id that can be confirmed: an int the Bot API's offset can go past."""
+    return _is_int(value) and 0 <= value <= MAX_UPDATE_ID
+
+
+def update_kinds(data: object) -> str:
+    """What an update carries ("message", "callback_query", ...), for the log."""
+    if not isinstance(data, dict):
+        return f"not an object: {type(data).__name__}"
+    kinds = [k if isinstance(k, str) and _KIND.fullmatch(k) else "?" for k in data]
+    return ", ".join(k for k in kinds if k != "update_id") or "nothing"
+
+
+def read_update(data: object, bot: Bot | None) -> tuple[Update | None, str]:
+    """An update parsed from its JSON, or None and why not (the why names no content)."""
+    if not isinstance(data, dict):
+        return None, f"it is not a JSON object ({type(data).__name__})"
+    if not usable_update_id(data.get("update_id")):
+        return None, "it has no usable update_id"
+    try:
+        update = Update.de_json(data, bot)
+    except Exception as error:  # anything: a bad field can fail PTB in many ways
+        return None, f"python-telegram-bot cannot parse it ({type(error).__name__})"
+    if update.message is not None:
+        try:
+            _check(update.message)
+        except MalformedMessage as error:
+            return None, f"its message's {error.args[0]} is not what the Bot API sends"
+    return update, ""
+
+
+def _check(native: TgMessage) -> None:
+    """The fields a turn reads have the types the Bot API promises (PTB does not check
+    them): else :class:`MalformedMessage` naming the field."""
+    chat, user = native.chat, native.from_user
+    if not _is_int(native.message_id):
+        raise MalformedMessage("message_id")
+    if not isinstance(native.date, datetime):
+        raise MalformedMessage("date")
+    if chat is None or not _is_int(chat.id) or not isinstance(chat.type, str):
+        raise MalformedMessage("chat")
+    if user is not None and not (
+        _is_int(user.id)
+        and isinstance(user.first_name, str)
+        and isinstance(user.last_name, str | None)
+    ):
+        raise MalformedMessage("from")
+    for name in ("text", "caption"):
+        if not isinstance(getattr(native, name), str | None):
+            raise MalformedMessage(name)
+    if native.message_thread_id is not None and not _is_int(native.message_thread_id):
+        raise MalformedMessage("message_thread_id")
+    for name in ("entities", "caption_entities"):
+        for entity in getattr(native, name):
+            if not (_is_int(entity.offset) and _is_int(entity.length)):
+                raise MalformedMessage(name)
 
 
 def to_message(native: TgMessage, me: User) -> Message | None:
-    """A core message from a Telegram message, or None when it is not for the bot."""
+    """A core message from a Telegram message, or None when it is not for the bot;
+    :class:`MalformedMessage` when it lacks what a turn needs."""
+    _check(native)
     user = native.from_user
     if user is None or native.chat.type == ChatType.CHANNEL:
         return None  # channel posts and anonymous senders have no person to answer
@@ -87,7 +178,7 @@ def to_message(native: TgMessage, me: User) -> Message | None:
     if native.photo:
         attachments.append(Attachment("photo.jpg", "image/jpeg", native.photo[-1].file_size or 0))
     return Message(
-        Speaker(PLATFORM, str(user.id), user.full_name, user.is_bot),
+        Speaker(PLATFORM, str(user.id), user.full_name, bool(user.is_bot)),
         place,
         text,
         id=str(native.message_id),
@@ -124,6 +215,50 @@ async def _call(what: str, call: Any) -> Any:
             log.warning("telegram: %s failed (%s); retrying", what, error)
             await asyncio.sleep(min(2.0**attempt, 30.0))
     raise RuntimeError(f"telegram: gave up {what} after {SEND_ATTEMPTS} rate limits")
+
+
+class UpdatesRequest(HTTPXRequest):
+    """The connection ``getUpdates`` goes through (``ApplicationBuilder.get_updates_request``):
+    it screens each answer before python-telegram-bot parses it.
+
+    PTB's ``Bot.get_updates`` parses the answer's updates all at once, and its ``Updater``
+    then confirms them by asking for the next offset (the last id + 1). One update it
+    cannot parse fails that whole call, so the offset never moves past it and it is fetched
+    again at once, for ever. Here each update of the answer is tried on its own first
+    (``screen``): one that cannot be parsed is replaced by an empty update with its id, which
+    PTB parses, hands to the application (no handler reads it) and confirms like any other;
+    one without a usable id is left out. An answer that is not a list of updates at all
+    (not JSON, no ``result``) becomes a :class:`~telegram.error.NetworkError`, which the
+    poller retries after a growing pause (1 s, up to 30 s) rather than at once.
+
+    Only public PTB API is used: the builder's ``get_updates_request`` and
+    ``BaseRequest.do_request``, the method a request class implements.
+    """
+
+    def __init__(self, screen: Callable[[list[Any]], Awaitable[list[JSONDict]]]) -> None:
+        super().__init__(connection_pool_size=1)  # what ApplicationBuilder gives getUpdates
+        self.screen = screen
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> tuple[int, bytes]:
+        code, payload = await super().do_request(url, method, request_data, *args, **kwargs)
+        if code != 200 or not url.endswith("/getUpdates"):
+            return code, payload  # errors are PTB's to read (a 429's retry_after, ...)
+        try:
+            answer = json.loads(payload.decode("utf-8", "replace"))
+        except (ValueError, RecursionError):
+            answer = None
+        if not isinstance(answer, dict) or not isinstance(answer.get("result"), list):
+            # PTB would log the whole answer (people's messages) and ask again at once
+            raise NetworkError("the answer to getUpdates is not a list of updates")
+        answer["result"] = await self.screen(answer["result"])
+        return code, json.dumps(answer).encode()
 
 
 class TelegramChannel(EditingChannel[TgMessage]):
@@ -197,16 +332,18 @@ class TelegramAdapter(PlatformAdapter):
             .token(token)
             .base_url(f"{base}/bot")
             .base_file_url(f"{base}/file/bot")
+            .get_updates_request(UpdatesRequest(self._screen))
             .concurrent_updates(True)  # the core keeps each conversation in order
             .build()
         )
-        self.app.add_handler(MessageHandler(filters.ALL, self._on_update))
+        self.app.add_handler(TypeHandler(Update, self._on_update))  # every update is counted
         self.app.add_error_handler(self._on_error)
         self.webhook_secret = (
             settings.telegram_webhook_secret.get_secret_value() or secrets.token_urlsafe(32)
         )
         self._runner: web.AppRunner | None = None
         self.webhook_port = 0
+        self._wrong_secrets = Knocks("telegram webhook call(s) with a wrong secret")
 
     @property
     def me(self) -> User:
@@ -281,18 +418,57 @@ class TelegramAdapter(PlatformAdapter):
     async def _on_webhook(self, request: web.Request) -> web.Response:
         given = request.headers.get(WEBHOOK_SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), self.webhook_secret.encode()):
-            log.warning("telegram: webhook call with a wrong secret from %s", request.remote)
+            self._wrong_secrets.note(request.remote)
             return web.Response(status=403)
         if not self.accepting:
             return web.Response(status=503)  # Telegram delivers it again later
+        body = await request.read()
+        data: object = None
         try:
-            update = Update.de_json(json.loads(await request.read()), self.app.bot)
-        except (ValueError, TypeError, KeyError):
-            log.warning("telegram: malformed webhook update dropped")
-            return web.Response(status=400)
+            data = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            update, why = None, "it is not UTF-8"
+        except (ValueError, RecursionError):
+            update, why = None, "it is not JSON"
+        else:
+            update, why = read_update(data, self.app.bot)
+        if update is None:
+            update_id = data.get("update_id") if isinstance(data, dict) else None
+            if usable_update_id(update_id):
+                key, what = f"update/{update_id}", f"update {update_id} ({update_kinds(data)})"
+            else:
+                key, what = hashlib.sha256(body).hexdigest(), "a webhook body"
+            await self.skipped(key, f"{what}: {why}", count_event=True)
+            return web.Response(status=400, text="not an update\n")
         if self.seen.first_time(f"update/{update.update_id}"):
             await self.app.update_queue.put(update)
         return web.Response()
+
+    async def _screen(self, updates: list[Any]) -> list[JSONDict]:
+        """What :class:`UpdatesRequest` hands PTB of one answer to getUpdates: each update
+        PTB can parse, an empty update with the same id for one it cannot (so that it is
+        confirmed), none for one without a usable id."""
+        screened: list[JSONDict] = []
+        for data in updates:
+            update, why = read_update(data, self.app.bot)
+            if update is not None:
+                screened.append(data)
+                continue
+            update_id = data.get("update_id") if isinstance(data, dict) else None
+            if usable_update_id(update_id):
+                what = f"update {update_id} ({update_kinds(data)}): {why}"
+                await self.skipped(f"update/{update_id}", what)
+                screened.append({"update_id": update_id})  # counted when PTB hands it over
+            else:
+                try:
+                    key = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+                except (TypeError, ValueError, RecursionError):
+                    key = "unreadable"
+                what = f"an update ({update_kinds(data)}): {why}"
+                await self.skipped(key, what, count_event=True)
+        if updates and not screened:  # the poller would ask again at once: it pauses
+            raise NetworkError("no update in the answer to getUpdates can be confirmed")
+        return screened
 
     async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.received()
@@ -300,10 +476,17 @@ class TelegramAdapter(PlatformAdapter):
             return
         try:
             message = to_message(update.message, self.me)
-        except Exception:
-            log.exception("telegram: could not read an update; it is dropped")
+            channel = TelegramChannel(update.message)
+        except Exception as error:  # what PTB parsed is not what a turn needs
+            why = (
+                f"its {error.args[0]} is not what the Bot API sends"
+                if isinstance(error, MalformedMessage)
+                else f"it cannot be read ({type(error).__name__})"
+            )
+            what = f"update {update.update_id} (message): {why}"
+            await self.skipped(f"update/{update.update_id}", what)
             return
-        await self.deliver(message, TelegramChannel(update.message))
+        await self.deliver(message, channel)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: error handling an update", exc_info=context.error)

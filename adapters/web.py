@@ -15,8 +15,10 @@ The WebSocket speaks JSON. In: ``{"text": "..."}``. Out, for each message:
 then ``{"type": "reply", "text": ..., "failed": bool, "reaction": emoji or ""}``; also
 ``{"type": "reaction", "emoji": ...}``, ``{"type": "notice", "text": ...}`` (only this
 browser sees it: the privacy and moderation notices), ``{"type": "error", "text": ...}``
-for a frame it cannot read (the connection stays open), and unprompted replies
-(reminders) as ``reply``. On connecting, a page first gets
+for a frame it cannot take (not JSON, not an object, no text or an empty one, the bot
+shutting down; the connection stays open), and unprompted replies (reminders) as
+``reply``. A message sent while the bot is still starting is answered once it has
+started (it waits up to :data:`STARTING_WAIT_S`). On connecting, a page first gets
 ``{"type": "history", "turns": [{"role": "user" or "assistant", "text": ...}, ...]}``:
 the conversation as the bot keeps it (since the last ``/reset``, the last
 :data:`HISTORY_TURNS` turns, redacted as stored), so a reopened page picks up where it
@@ -36,6 +38,7 @@ import logging
 import re
 import secrets
 from collections import defaultdict
+from collections.abc import Coroutine
 from importlib import resources
 from itertools import count
 from typing import Any
@@ -43,7 +46,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from adapters.base import PlatformAdapter, bound_port
+from adapters.base import BotCore, PlatformAdapter, bound_port
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Message, Place, PlaceKind, Reply, Speaker
@@ -56,6 +59,7 @@ PASS_COOKIE = "socialbot_web_pass"
 WRONG_PASSWORD_DELAY = 1.0  # seconds, against guessing
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 HISTORY_TURNS = 100
+STARTING_WAIT_S = 120.0  # how long a message sent while the bot starts waits for it
 
 
 @functools.cache
@@ -114,6 +118,25 @@ class WebAdapter(PlatformAdapter):
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._turns: set[asyncio.Task[None]] = set()
         self._ids = count(1)
+        self._stopping = False
+        self._phase = asyncio.Event()
+        """Set once the bot has started, or intake has stopped (whichever comes first)."""
+
+    async def start(self, bot: BotCore) -> None:
+        await super().start(bot)
+        self._phase.set()
+
+    async def stop_intake(self) -> None:
+        self._stopping = True
+        self._phase.set()
+        await super().stop_intake()
+
+    async def _until_started(self) -> bool:
+        """Wait (a while) for the bot to start; True when it takes messages now."""
+        if not self._phase.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._phase.wait(), STARTING_WAIT_S)
+        return self.bot is not None and self.accepting
 
     async def login(self) -> None:
         """Start listening (nothing is answered until :meth:`start`)."""
@@ -170,6 +193,8 @@ class WebAdapter(PlatformAdapter):
         return f"the web page {self.url}"
 
     async def close(self) -> None:
+        self._stopping = True
+        self._phase.set()
         if self._turns:
             await asyncio.gather(*self._turns, return_exceptions=True)
         for sockets in list(self._sockets.values()):
@@ -244,11 +269,12 @@ class WebAdapter(PlatformAdapter):
         socket = web.WebSocketResponse(heartbeat=30, max_msg_size=room)
         await socket.prepare(request)
         self._sockets[user].add(socket)
+        # what a frame says is taken once the history is sent (after the bot has started)
+        opened = self._spawn(self._send_history(user, WebChannel(socket)))
         try:
-            await self._send_history(user, WebChannel(socket))
             async for frame in socket:
                 if frame.type is WSMsgType.TEXT:
-                    await self._on_frame(user, socket, frame.data)
+                    await self._on_frame(user, socket, frame.data, opened)
                 elif frame.type is WSMsgType.BINARY:
                     await WebChannel(socket).error("send text frames")
         finally:
@@ -257,31 +283,44 @@ class WebAdapter(PlatformAdapter):
                 del self._sockets[user]
         return socket
 
-    async def _send_history(self, user: str, channel: WebChannel) -> None:
-        """What the bot keeps of this browser's conversation, read in its own scope."""
-        bot = self.bot
-        if bot is None:
-            return
-        try:
-            turns = await bot.history(
-                Message(Speaker(PLATFORM, user), place_of(user), ""), limit=HISTORY_TURNS
-            )
-        except Exception:  # the chat itself still works
-            log.exception("web: could not read a conversation's history")
-            return
-        await channel.history([(t.role.value, t.text) for t in turns])
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+        return task
 
-    async def _on_frame(self, user: str, socket: web.WebSocketResponse, data: str) -> None:
+    async def _send_history(self, user: str, channel: WebChannel) -> None:
+        """What the bot keeps of this browser's conversation, read in its own scope (once
+        the bot has started; none when it does not)."""
+        turns: list[tuple[str, str]] = []
+        bot = self.bot if await self._until_started() else None
+        if bot is not None:
+            try:
+                kept = await bot.history(
+                    Message(Speaker(PLATFORM, user), place_of(user), ""), limit=HISTORY_TURNS
+                )
+                turns = [(t.role.value, t.text) for t in kept]
+            except Exception:  # the chat itself still works
+                log.exception("web: could not read a conversation's history")
+        await channel.history(turns)
+
+    async def _on_frame(
+        self, user: str, socket: web.WebSocketResponse, data: str, opened: asyncio.Task[None]
+    ) -> None:
         await self.received()
         channel = WebChannel(socket)
         try:
-            text = json.loads(data)["text"]
-            if not isinstance(text, str):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
+            frame = json.loads(data)
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to read
+            frame = None
+        text = frame.get("text") if isinstance(frame, dict) else None
+        if not isinstance(text, str):
             await channel.error('send {"text": "your message"}')
             return
-        if self.bot is None or not self.accepting:
+        if not text.strip():
+            await channel.error("type a message first")
+            return
+        if self._stopping:
             await channel.error("the bot is shutting down")
             return
         message = Message(
@@ -292,9 +331,20 @@ class WebAdapter(PlatformAdapter):
             mentions_bot=True,
         )
         # the next frame is read while this one is answered; the bot keeps their order
-        task = asyncio.create_task(self.deliver(message, channel))
-        self._turns.add(task)
-        task.add_done_callback(self._turns.discard)
+        self._spawn(self._take(message, channel, opened))
+
+    async def _take(
+        self, message: Message, channel: WebChannel, opened: asyncio.Task[None]
+    ) -> None:
+        """Hand a message to the bot after the history (and so after the bot has started)."""
+        with contextlib.suppress(Exception):  # the history's own failure is logged there
+            await asyncio.shield(opened)
+        if await self._until_started():
+            await self.deliver(message, channel)
+        elif self._stopping:
+            await channel.error("the bot is shutting down")
+        else:
+            await channel.error("the bot is still starting: send it again in a moment")
 
 
 _HEADERS = {

@@ -8,10 +8,11 @@ consumer (a timeout, a closed connection) stops generation at the next token.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,8 +191,9 @@ class TransformersGenerator(Generator):
         self._require()
         handoff = Handoff()
         cancel = threading.Event()
+        generate = functools.partial(self._generate, messages, params, handoff.emit, cancel)
         job = asyncio.get_running_loop().run_in_executor(
-            self._executor, self._generate, messages, params, handoff.emit, cancel
+            self._executor, _on_worker, generate, handoff.emit, cancel
         )
         try:
             async for piece in handoff.pieces():
@@ -201,22 +203,6 @@ class TransformersGenerator(Generator):
             cancel.set()
 
     def _generate(
-        self,
-        messages: Sequence[ChatMessage],
-        params: GenerationSettings,
-        emit: Any,
-        cancel: threading.Event,
-    ) -> None:
-        """On the worker thread: generate, handing each piece (or the error) to ``emit``."""
-        try:
-            if not cancel.is_set():
-                self._generate_blocking(messages, params, emit, cancel)
-        except BaseException as error:  # handed to the event loop, which raises it
-            emit(error)
-        finally:
-            emit(END)
-
-    def _generate_blocking(
         self,
         messages: Sequence[ChatMessage],
         params: GenerationSettings,
@@ -268,3 +254,15 @@ class TransformersGenerator(Generator):
                 streamer=Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
                 stopping_criteria=StoppingCriteriaList([Cancelled()]),
             )
+
+
+def _on_worker(generate: Callable[[], None], emit: Any, cancel: threading.Event) -> None:
+    """On the worker thread: run ``generate`` unless its reader left before it began,
+    handing its error (if any) and then the end to ``emit``."""
+    try:
+        if not cancel.is_set():
+            generate()
+    except BaseException as error:  # handed to the event loop, which raises it
+        emit(error)
+    finally:
+        emit(END)

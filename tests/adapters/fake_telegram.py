@@ -1,8 +1,10 @@
 """A fake Telegram Bot API server on 127.0.0.1, for the real python-telegram-bot client.
 
 It implements the methods the adapter calls, records every call, queues updates for
-``getUpdates`` (long polling) and can answer the next call of a method with an error
-(a 429 with ``retry_after``, a 502, ...).
+``getUpdates`` (long polling; the offset of each poll is recorded in ``polls``, and an
+update is dropped once a poll's offset has gone past it, as Telegram confirms them) and can
+answer the next call of a method with an error (a 429 with ``retry_after``, a 502, ...) or
+with any body at all (``answer_next``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ class FakeTelegram(LoopbackServer):
     updates: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
     failed: list[tuple[str, int]] = field(default_factory=list)
-    """(method, status) of each injected failure served, in order."""
+    """(method, status) of each injected failure (or ``answer_next`` body: 200) served."""
+    polls: list[tuple[float, int]] = field(default_factory=list)
+    """(time.monotonic(), offset) of each getUpdates call, in order."""
+    raw: dict[str, list[bytes]] = field(default_factory=dict)
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -58,12 +63,25 @@ class FakeTelegram(LoopbackServer):
         payload = {"ok": False, "error_code": status, "description": "injected failure", **body}
         self.failures.setdefault(method, []).append((status, payload))
 
+    def answer_next(self, method: str, body: bytes) -> None:
+        """Answer the next call of ``method`` with ``body`` (status 200), whatever it is."""
+        self.raw.setdefault(method, []).append(body)
+
     def update(self, message: dict[str, Any]) -> dict[str, Any]:
         """An update carrying ``message``, queued for getUpdates."""
-        update = {"update_id": next(self._update_ids), "message": message}
+        return self.push({"message": message})
+
+    def push(self, content: dict[str, Any]) -> dict[str, Any]:
+        """An update with the next id and ``content`` (anything at all), queued."""
+        update = {"update_id": next(self._update_ids), **content}
         self.updates.append(update)
         asyncio.get_running_loop().create_task(self._notify())
         return update
+
+    @property
+    def offset(self) -> int:
+        """The offset of the latest getUpdates call (0 before any)."""
+        return self.polls[-1][1] if self.polls else 0
 
     def message(
         self,
@@ -108,6 +126,12 @@ class FakeTelegram(LoopbackServer):
         if method != "getUpdates":
             self.calls.append(Call(method, params))
             await self._notify()
+        if method == "getUpdates":
+            self.polls.append((time.monotonic(), int(params.get("offset", 0) or 0)))
+            await self._notify()
+            if self.raw.get(method):
+                self.failed.append((method, 200))
+                return web.Response(body=self.raw[method].pop(0), content_type="application/json")
         queued = self.failures.get(method)
         if queued:
             status, payload = queued.pop(0)

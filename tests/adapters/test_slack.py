@@ -4,6 +4,7 @@ fake Slack on 127.0.0.1, and the real core with the fake generator."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -292,3 +293,74 @@ async def test_private_notices_are_ephemeral_and_reminders_land_in_the_thread(
     await running.settle(pushed=1)
     (reminder,) = [p for p in server.sent() if "Reminder" in p["text"]]
     assert reminder["channel"] == "C0GENERAL" and reminder["thread_ts"] == "1700000000.000900"
+
+
+# --- what cannot be read, over HTTP ------------------------------------------------------
+FORM = "application/x-www-form-urlencoded"
+SIGNED_GARBAGE: dict[str, tuple[bytes, str]] = {
+    "not JSON": (b'{"type": "event_callback", SECRET-TEXT', "application/json"),
+    "a JSON list": (b'[{"type": "event_callback"}]', "application/json"),
+    "a JSON string": (b'"SECRET-TEXT"', "application/json"),
+    "not UTF-8": (b'{"type": "\xff\xfe SECRET-TEXT"}', "application/json"),
+    "nested 100 000 deep": (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "application/json"),
+    "a form whose payload is not JSON": (
+        b"payload=SECRET-TEXT",
+        "application/x-www-form-urlencoded",
+    ),
+    "a form whose payload is a list": (b"payload=%5B1%5D", "application/x-www-form-urlencoded"),
+    "an event that is a string": (b'{"type": "event_callback", "event": "x"}', "application/json"),
+    "authorizations that are a string": (
+        b'{"type": "event_callback", "authorizations": "x", "event": {"type": "message"}}',
+        "application/json",
+    ),
+    "block actions that are a string": (
+        b'{"type": "block_actions", "actions": "x"}',
+        "application/json",
+    ),
+}
+
+
+@pytest.mark.parametrize("running", ["http"], indirect=True)
+async def test_http_mode_refuses_what_it_cannot_read_without_500s_or_tracebacks(
+    running: Slack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="adapters")
+    caplog.set_level(logging.INFO)
+    server, adapter = running.server, running.adapter
+    url = f"http://127.0.0.1:{adapter.http_port}{EVENTS_PATH}"
+    statuses: dict[str, int] = {}
+    async with aiohttp.ClientSession() as http:
+        unsigned = [b"not json at all", b"[1, 2]", b"\xff\xfe\xfd", b"", b"{}"]
+        for body in unsigned:  # checked first: anyone can send these
+            for headers in (
+                {"Content-Type": "application/json"},
+                signed(body, "not-the-secret"),
+                {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"},
+            ):
+                async with http.post(url, data=body, headers=headers) as response:
+                    assert response.status == 401, body
+        for name, (body, content_type) in SIGNED_GARBAGE.items():
+            headers = signed(body) | {"Content-Type": content_type}
+            async with http.post(url, data=body, headers=headers) as response:
+                statuses[name] = response.status
+        # the same again: refused again, not logged again
+        body, content_type = SIGNED_GARBAGE["not JSON"]
+        async with http.post(url, data=body, headers=signed(body)) as response:
+            assert response.status == 400
+        bad_event = server.event(channel=["D0DM0001"], user="U0ALICE", text="SECRET-TEXT")
+        good = json.dumps(dm(server, "still answering")).encode()
+        for body in (json.dumps(bad_event).encode(), good):
+            async with http.post(url, data=body, headers=signed(body)) as response:
+                assert response.status in (200, 400)
+    assert statuses == dict.fromkeys(SIGNED_GARBAGE, 400)
+    # each signed body counted once as received, the bad and the good event too
+    await running.settle(pushed=len(SIGNED_GARBAGE) + 2)
+    assert server.texts() == ["echo: still answering"]
+    assert adapter.malformed == len(SIGNED_GARBAGE) + 1
+    records = caplog.records
+    assert not [r for r in records if r.exc_info or r.levelno >= logging.ERROR]
+    text = "\n".join(r.getMessage() for r in records)
+    assert "SECRET-TEXT" not in text and "Traceback" not in text
+    assert SIGNING_SECRET not in text and BOT_TOKEN not in text
+    assert len([r for r in records if "without a valid signature" in r.getMessage()]) == 1
+    assert len([r for r in records if "slack: skipped" in r.getMessage()]) == adapter.malformed

@@ -15,6 +15,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from yarl import URL
 
@@ -167,19 +170,111 @@ async def test_a_reopened_page_shows_the_conversation_the_bot_keeps(
     assert ann.history == []
 
 
+BAD_FRAMES: list[Any] = [
+    "not json",
+    "{",
+    "null",
+    "42",
+    '"just a string"',
+    "[" * 40_000 + "]" * 40_000,  # nested too deep for Python's JSON reader (80 kB)
+    '{"text": ' * 8_000 + '"x"' + "}" * 8_000,
+    {"txt": "hi"},
+    {"text": 42},
+    {"text": None},
+    {"text": ["hi"]},
+    {"text": {"text": "hi"}},
+    [1, 2],
+    [{"text": "hi"}],
+]
+
+
 async def test_frames_it_cannot_read_get_an_error_and_the_chat_goes_on(
-    browsers: list[Browser],
+    web: WebAdapter, browsers: list[Browser], caplog: pytest.LogCaptureFixture
 ) -> None:
     browser = browsers[0]
     await browser.open()
-    for bad in ("not json", {"txt": "hi"}, {"text": 42}, [1, 2]):
+    for bad in BAD_FRAMES:
         await browser.send(bad)
         (frame,) = await browser.frames_until("error")
-        assert "text" in frame["text"]
+        assert frame["text"] == 'send {"text": "your message"}'
     assert browser.socket is not None
     await browser.socket.send_bytes(b"\x00\x01")
     assert (await browser.frames_until("error"))[-1]["text"] == "send text frames"
     assert await browser.say("still there?") == "echo: still there?"
+    assert not browser.socket.closed
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_an_empty_message_gets_a_hint(browsers: list[Browser]) -> None:
+    browser = browsers[0]
+    await browser.open()
+    for empty in ("", "   ", "\n\t "):
+        await browser.send({"text": empty})
+        (frame,) = await browser.frames_until("error")
+        assert frame["text"] == "type a message first"
+    assert await browser.say("hello") == "echo: hello"
+
+
+async def test_a_message_sent_while_the_bot_starts_is_answered_once_it_has(
+    bot: Bot, settings: Settings
+) -> None:
+    adapter = WebAdapter(settings.model_copy(update={"web_port": 0}))
+    await adapter.login()  # listening, the bot not started yet
+    browser = Browser(adapter.url)
+    try:
+        async with browser.session.get(adapter.url) as response:
+            assert response.status == 200
+        browser.socket = await browser.session.ws_connect(adapter.url + "ws")
+        await browser.send({"text": "are you up?"})
+        await adapter.wait_events(1)
+        await adapter.start(bot)
+        frames = await browser.frames_until("reply")
+        assert frames[0] == {"type": "history", "turns": []}
+        assert frames[-1]["text"] == "echo: are you up?"
+        assert not [f for f in frames if f["type"] == "error"]
+        await adapter.stop_intake()  # and while it stops, it says so
+        await browser.send({"text": "one more"})
+        assert (await browser.frames_until("error"))[-1]["text"] == "the bot is shutting down"
+    finally:
+        await browser.close()
+        await adapter.stop_intake()
+        await bot.idle()
+        await adapter.close()
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["text", "type", ""]) | st.text(max_size=4), inner, max_size=3
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(frame=_json)
+async def test_random_frames_are_answered_and_the_socket_stays_open(
+    browsers: list[Browser], frame: Any
+) -> None:
+    browser = browsers[0]
+    if browser.socket is None:
+        await browser.open()
+    if isinstance(frame, dict) and isinstance(frame.get("text"), str):
+        frame["text"] = "a fuzzed frame"  # a message: answered (its text is not the point)
+        await browser.send(frame)
+        assert (await browser.frames_until("reply"))[-1]["text"] == "echo: a fuzzed frame"
+    else:
+        await browser.send(frame)
+        assert (await browser.frames_until("error"))[-1]["type"] == "error"
+    assert browser.socket is not None and not browser.socket.closed
 
 
 async def test_a_huge_message_is_refused_and_nothing_is_lost(
