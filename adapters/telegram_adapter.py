@@ -52,6 +52,9 @@ from core.types import Attachment, Message, Place, PlaceKind, Speaker
 
 log = logging.getLogger(__name__)
 
+MENU_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+"""What Telegram takes as a command's name in the menu."""
+
 PLATFORM = "telegram"
 LIMIT = 4096  # telegram.constants.MessageLimit.MAX_TEXT_LENGTH
 TOKEN = re.compile(r"\d{3,12}:[A-Za-z0-9_-]{30,60}")
@@ -343,6 +346,7 @@ class TelegramAdapter(PlatformAdapter):
         )
         self._runner: web.AppRunner | None = None
         self.webhook_port = 0
+        self._menu_tasks: set[asyncio.Task[None]] = set()
         self._wrong_secrets = Knocks("telegram webhook call(s) with a wrong secret")
 
     @property
@@ -378,15 +382,8 @@ class TelegramAdapter(PlatformAdapter):
     async def start(self, bot: BotCore) -> None:
         await super().start(bot)
         await self.app.start()
-        try:  # the command menu in Telegram's apps; nice to have
-            await self.app.bot.set_my_commands(
-                [
-                    BotCommand(c.name, (c.help or c.usage)[:256])
-                    for c in bot.commands.visible(admin=False)
-                ]
-            )
-        except TelegramError as error:
-            log.warning("telegram: could not set the command menu: %s", error)
+        await self._set_menu()
+        bot.commands.watch(self._menu_changed)
         if self.settings.telegram_webhook_url:
             await self._start_webhook()
         else:
@@ -395,6 +392,28 @@ class TelegramAdapter(PlatformAdapter):
                 allowed_updates=ALLOWED_UPDATES, error_callback=self._on_polling_error
             )
             log.info("telegram: long polling")
+
+    async def _set_menu(self) -> None:
+        """The command menu in Telegram's apps, from the command table (the commands
+        everyone may use whose names Telegram takes); nice to have."""
+        if self.bot is None:
+            return
+        try:
+            await self.app.bot.set_my_commands(
+                [
+                    BotCommand(c.name, (c.help or c.usage)[:256])
+                    for c in self.bot.commands.visible(admin=False)
+                    if MENU_NAME.match(c.name)
+                ]
+            )
+        except TelegramError as error:
+            log.warning("telegram: could not set the command menu: %s", error)
+
+    def _menu_changed(self) -> None:
+        """A plugin was enabled or disabled: the menu follows."""
+        task = asyncio.get_running_loop().create_task(self._set_menu())
+        self._menu_tasks.add(task)
+        task.add_done_callback(self._menu_tasks.discard)
 
     async def _start_webhook(self) -> None:
         url = self.settings.telegram_webhook_url
@@ -509,6 +528,7 @@ class TelegramAdapter(PlatformAdapter):
         await super().stop_intake()
 
     async def close(self) -> None:
+        await asyncio.gather(*self._menu_tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
         if self.app.running:

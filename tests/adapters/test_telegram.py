@@ -88,6 +88,24 @@ async def test_in_a_group_only_mentions_replies_and_commands_are_answered(
 
 
 @pytest.mark.parametrize("running", [{"admins": "telegram:1002"}], indirect=True)
+async def test_the_command_menu_follows_the_command_table(running: Telegram) -> None:
+    server = running.server
+    await server.wait_for("setMyCommands")
+
+    def menu() -> set[str]:
+        return {c["command"] for c in server.sent("setMyCommands")[-1]["commands"]}
+
+    first = menu()
+    assert {"help", "privacy", "forget"} <= first and not first & {"status", "block"}  # admin
+    assert "remind" not in first  # the control: reminders is off
+    server.update(server.message("/plugin enable reminders", user=person(2)))
+    await server.wait_for("setMyCommands", 2)
+    assert menu() == first | {"remind", "reminders"}
+    await running.settle(pushed=1)
+    assert server.texts() == ["Enabled reminders."]
+
+
+@pytest.mark.parametrize("running", [{"admins": "telegram:1002"}], indirect=True)
 async def test_an_admin_blocks_someone_by_replying_to_their_message(running: Telegram) -> None:
     server, lounge = running.server, group()
     troll = server.message("something nasty", chat=lounge)
