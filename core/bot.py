@@ -35,7 +35,7 @@ from core.memory.facts import Profiles
 from core.memory.longterm import Embedder, LongTermMemory, SentenceEmbedder
 from core.memory.summary import Folding, Summaries
 from core.ordering import KeyedSerializer
-from core.people import rights as userdata
+from core.people import rights
 from core.people.access import Access
 from core.plugins.host import PluginHost
 from core.privacy import Privacy
@@ -160,7 +160,7 @@ class Bot:
         except BaseException:
             await bot.close()
             raise
-        await userdata.purge_older_than(store, bot.memory, profile.privacy.retention_days)
+        await rights.purge_older_than(store, bot.memory, profile.privacy.retention_days)
         if profile.privacy.retention_days > 0:
             bot._retention = bot.spawn(bot._retention_loop())
         log.info("bot %s ready (%s backend)", profile.name, generator.name)
@@ -265,7 +265,7 @@ class Bot:
     async def _retention_loop(self) -> None:
         while True:
             await asyncio.sleep(RETENTION_INTERVAL_S)
-            await userdata.purge_older_than(
+            await rights.purge_older_than(
                 self.store, self.memory, self.profile.privacy.retention_days
             )
 

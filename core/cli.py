@@ -224,9 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval" and args.what == "memory":
             return asyncio.run(_eval(settings, profile, args))
         if args.command in ("train", "eval", "export"):
-            from core.training.chat import cli as chat_training
+            from core.training.chat import cli as chat_cli
 
-            return chat_training.run(args, settings, profile)
+            return chat_cli.run(args, settings, profile)
     except ConfigError as error:
         print(f"socialbot: {error}", file=sys.stderr)
         return EXIT_CONFIG

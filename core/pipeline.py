@@ -26,7 +26,7 @@ from core.errors import BackendError, BusyError, UserError
 from core.memory import facts
 from core.memory.longterm import worth_remembering
 from core.memory.window import Remembered, budget_for, build_context
-from core.people import rights as userdata
+from core.people import rights
 from core.privacy import redact
 from core.settings import GroupSettings
 from core.turn import EndTurn, Stage, Turn, TurnResult
@@ -65,9 +65,7 @@ async def guard(turn: Turn) -> None:
             f"That message is too long for me ({len(message.text):,} characters; "
             f"the limit is {limit:,}). Could you shorten it?"
         )
-    turn.keep = not await userdata.is_opted_out(
-        services.store, message.place.platform, turn.user_key
-    )
+    turn.keep = not await rights.is_opted_out(services.store, message.place.platform, turn.user_key)
 
 
 def addressed(message: Message, groups: GroupSettings) -> bool:

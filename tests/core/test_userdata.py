@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from core import testing
 from core.bot import Bot
 from core.generation.fake import FakeGenerator
-from core.people import rights as userdata
+from core.people import rights
 from core.settings import PROJECT_BOTS_DIR
 from core.types import ChatMessage
 
@@ -74,7 +74,7 @@ async def test_forget_leaves_nothing_behind(tmp_path: Path) -> None:
         done = await testing.answer(bot, "/forget confirm", user="alice", channel="general")
         assert "erased everything" in done
         alice = bot.store.privacy.user_key("test", "alice")
-        assert await userdata.counts(bot.store, "test", alice) == {
+        assert await rights.counts(bot.store, "test", alice) == {
             "turns": 0,
             "memories": 0,
             "facts": 0,
@@ -84,7 +84,7 @@ async def test_forget_leaves_nothing_behind(tmp_path: Path) -> None:
         }
         # bob keeps his data; alice's memories are gone from recall too
         bob = bot.store.privacy.user_key("test", "bob")
-        assert (await userdata.counts(bot.store, "test", bob))["turns"] == 4
+        assert (await rights.counts(bot.store, "test", bob))["turns"] == 4
         memory = await testing.answer(bot, "what do you remember about me?", user="alice")
         assert "don't remember anything" in memory
     assert scan(tmp_path, SECRET) == []
@@ -184,7 +184,7 @@ async def test_retention_purges_old_data(tmp_path: Path) -> None:
         await bot.store.db.execute(
             "UPDATE memories SET created_at = ? WHERE turn_id = 1", (long_ago,)
         )
-        deleted = await userdata.purge_older_than(bot.store, bot.memory, 365)
+        deleted = await rights.purge_older_than(bot.store, bot.memory, 365)
         texts = [t.text for t in await testing.history(bot, testing.message("", user="fay"))]
     assert deleted > 0 and texts == ["fresh news", "echo: fresh news"]
     assert scan(tmp_path, "old news") == []

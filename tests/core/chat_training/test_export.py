@@ -8,7 +8,7 @@ from pathlib import Path
 from core import testing
 from core.bot import Bot
 from core.cli import main
-from core.people import rights as userdata
+from core.people import rights
 from core.training.chat.data import read_conversations
 from core.training.chat.export import export_training, scrub
 
@@ -36,7 +36,7 @@ async def test_only_consenting_people_are_exported(tmp_path: Path) -> None:
         await testing.answer(bot, "/optin", user="dan")  # opting in again does not restore consent
         await testing.answer(bot, "/forget confirm", user="eve")
         assert (
-            await userdata.consents(bot.store, "test", bot.store.privacy.user_key("test", "eve"))
+            await rights.consents(bot.store, "test", bot.store.privacy.user_key("test", "eve"))
             == []
         )
         summary = await export_training(bot.store, bot.profile.name, bot.profile.persona, out)
