@@ -215,6 +215,10 @@ class PluginHost:
         if loaded is None:
             return
         self.table.remove_owner(name)
+        for other in self.loaded.values():  # a name it held may be another plugin's now
+            for freed in other.plugin.commands:
+                if self.table.get(freed.name) is None:
+                    self.table.add(freed)
         # Jobs finish the run they are in (within the plugin time limit), then stop:
         # cancelling one in the middle of a database read would leave the read open.
         loaded.stopping.set()

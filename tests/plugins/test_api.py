@@ -225,6 +225,10 @@ async def test_a_command_someone_else_answers_is_reported_at_start(
         chat = testing.FakeAdapter(bot)
         assert (await chat.say("/status", user="root")).startswith("Profile companion")
         assert (await chat.say("/help")).startswith("I'm companion")
+        # once the help plugin is off, the name is free: the other plugin's /help answers
+        assert await chat.say("/plugin disable help", user="root") == "Disabled help."
+        assert await chat.say("/help") == "the plugin's help"
+        assert (await chat.say("/status", user="root")).startswith("Profile companion")
     assert "plugin clashing: /status is the core's own command" in caplog.text
     assert "plugin clashing: /help is also plugin help's, which answers it" in caplog.text
 
