@@ -51,13 +51,11 @@ Discord: TypeAlias = Running[DiscordAdapter, FakeDiscord]
 def discord_settings(
     tmp_path: Path, server: FakeDiscord, more: dict[str, Any] | None = None
 ) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        cache_dir=tmp_path / "cache",
+    return testing.settings_for(
+        tmp_path / "data",
         discord_bot_token=SecretStr(TOKEN),
         discord_api_base_url=server.api,
         discord_gateway_url=server.gateway,
-        _env_file=None,  # type: ignore[call-arg]
         **(more or {}),
     )
 

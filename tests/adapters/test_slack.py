@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from adapters.slack_adapter import EVENTS_PATH, SlackAdapter, to_message
+from core import testing
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import PlaceKind
@@ -42,12 +43,10 @@ def slack_settings(tmp_path: Path, server: FakeSlack, mode: str | None = None) -
         if mode == "http"
         else {"slack_app_token": SecretStr(APP_TOKEN)}
     )
-    return Settings(
-        data_dir=tmp_path / "data",
-        cache_dir=tmp_path / "cache",
+    return testing.settings_for(
+        tmp_path / "data",
         slack_bot_token=SecretStr(BOT_TOKEN),
         slack_api_base_url=server.url + "/api/",
-        _env_file=None,  # type: ignore[call-arg]
         **extra,
     )
 

@@ -15,6 +15,7 @@ from telegram import Message as TgMessage
 from telegram import User
 
 from adapters.telegram_adapter import WEBHOOK_SECRET_HEADER, TelegramAdapter, to_message
+from core import testing
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import PlaceKind
@@ -37,12 +38,10 @@ Telegram: TypeAlias = Running[TelegramAdapter, FakeTelegram]
 def telegram_settings(
     tmp_path: Path, server: FakeTelegram, more: dict[str, Any] | None = None
 ) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        cache_dir=tmp_path / "cache",
+    return testing.settings_for(
+        tmp_path / "data",
         telegram_bot_token=SecretStr(TOKEN),
         telegram_api_base_url=server.url,
-        _env_file=None,  # type: ignore[call-arg]
         **(more or {}),
     )
 
