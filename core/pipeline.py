@@ -127,20 +127,20 @@ async def recall(turn: Turn) -> None:
         memory_budget=int(budget * profile.memory.budget_share),
         guidance="\n\n".join(filter(None, [turn.decision.guidance, *turn.notes])),
     )
-    turn.context = build()
+    turn.prompt = build()
     if services.memory is None or turn.vector is None or not profile.memory.top_k:
         return
     found = await services.memory.search(
         scope,
         turn.vector,
         k=profile.memory.top_k,
-        exclude_turns=turn.context.turn_ids,  # already in the window word for word
+        exclude_turns=turn.prompt.turn_ids,  # already in the window word for word
         min_similarity=profile.memory.min_similarity,
         half_life_days=profile.memory.recency_half_life_days,
     )
     if found:
         now = time.time()
-        turn.context = build(
+        turn.prompt = build(
             memories=[Remembered(m.id, m.text, _age(now - m.created_at)) for m in found]
         )
 
@@ -159,10 +159,10 @@ def _age(seconds: float) -> str:
 async def respond(turn: Turn) -> None:
     """Generate the reply, streaming pieces to the channel; a failing backend gets an apology."""
     services = turn.services
-    assert turn.context is not None and turn.decision is not None
+    assert turn.prompt is not None and turn.decision is not None
     params = turn.decision.params
     await turn.channel.typing()
-    messages = turn.context.messages
+    messages = turn.prompt.messages
     if services.generator.remote and services.store.privacy.redact_remote:
         messages = tuple(ChatMessage(m.role, redact(m.content)) for m in messages)
     pieces: list[str] = []
@@ -217,8 +217,8 @@ def tidy(text: str) -> str:
 async def remember(turn: Turn) -> None:
     """Make the message and the reply durable before anything is sent (unless opted out),
     with the message's memory and any facts it states; fold old turns into the summary."""
-    services, context = turn.services, turn.context
-    assert context is not None and turn.scope is not None
+    services, prompt = turn.services, turn.prompt
+    assert prompt is not None and turn.scope is not None
     if not turn.keep:
         return
     message = replace(turn.message, text=turn.text)
@@ -227,9 +227,9 @@ async def remember(turn: Turn) -> None:
             services.profile.name,
             message,
             None if turn.failed else turn.reply,
-            context=context.turn_ids,
-            recalled=context.memory_ids,
-            summary=turn.summary.through_turn if turn.summary and context.summary_used else None,
+            context=prompt.turn_ids,
+            recalled=prompt.memory_ids,
+            summary=turn.summary.through_turn if turn.summary and prompt.summary_used else None,
         )
         user_turn = stored[0]
         if services.memory is not None and turn.vector is not None and worth_remembering(turn.text):
@@ -240,8 +240,8 @@ async def remember(turn: Turn) -> None:
             message, facts.extract(services.store.privacy.for_storage(turn.text)), user_turn
         )
     turn.stored = stored
-    if services.profile.memory.summarize and context.turn_ids:
-        services.folding.later(message, turn.scope, window_start=context.turn_ids[0])
+    if services.profile.memory.summarize and prompt.turn_ids:
+        services.folding.later(message, turn.scope, window_start=prompt.turn_ids[0])
 
 
 def _reply(turn: Turn) -> Reply:

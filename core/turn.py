@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from core.memory.facts import Profiles
     from core.memory.longterm import LongTermMemory, Vectors
     from core.memory.summary import Folding, Summaries, Summary
-    from core.memory.window import Context
+    from core.memory.window import Prompt
     from core.people.access import Access
     from core.privacy import Scope
     from core.settings import BotProfile, Settings
@@ -82,7 +82,7 @@ class Turn:
     decision: Decision | None = None
     vector: Vectors | None = None
     summary: Summary | None = None
-    context: Context | None = None
+    prompt: Prompt | None = None
     reply: str = ""
     failed: bool = False
     stored: tuple[int, int | None] | None = None

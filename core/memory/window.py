@@ -35,7 +35,9 @@ from core.types import ChatMessage, Role
 
 
 @dataclass(frozen=True, slots=True)
-class Context:
+class Prompt:
+    """What the model is given for one reply, and which stored turns and memories it holds."""
+
     messages: tuple[ChatMessage, ...]
     turn_ids: tuple[int, ...]
     """Stored turns included, oldest first."""
@@ -156,7 +158,7 @@ def build_context(
     memories: Sequence[Remembered] = (),
     memory_budget: int = 0,
     guidance: str = "",
-) -> Context:
+) -> Prompt:
     """Fit persona (and ``guidance``), summary, memories, recent ``history`` and ``incoming``.
 
     The summary and memories get at most ``memory_budget`` tokens; recent turns
@@ -216,7 +218,7 @@ def build_context(
             kept_summary = None
         else:  # cannot happen: persona + new alone were checked to fit
             break
-    return Context(
+    return Prompt(
         messages,
         tuple(t.id for t, _ in chosen),
         tokens,

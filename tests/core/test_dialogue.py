@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from core.errors import UserError
 from core.generation.fake import FakeGenerator
-from core.memory.window import REFILL, Context, Remembered, budget_for, build_context
+from core.memory.window import REFILL, Prompt, Remembered, budget_for, build_context
 from core.storage.store import StoredTurn
 from core.types import Role
 
@@ -173,7 +173,7 @@ def converse(
     budget: int,
     guidance: str = "",
     summaries: dict[int, str] | None = None,
-) -> list[Context]:
+) -> list[Prompt]:
     """Contexts of a conversation in which the bot answers every message (each reply
     stored with the window it saw and the summary it used, as the pipeline does);
     ``summaries`` says from which exchange on which summary is current."""
