@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,26 @@ import pytest_asyncio
 import torch
 
 from core.generation.transformers_engine import TransformersGenerator
-from core.settings import GenerationSettings
+from core.settings import PROJECT_BOTS_DIR, GenerationSettings
 from core.types import ChatMessage, Role
 
 pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def patient_profiles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The companion for the CLI runs here, with a reply time limit of 15 minutes: these
+    tests check what is kept and recalled, not how fast, and a machine under heavy load
+    (the suite is also run beside a CPU hog) can take longer than the product's 120 s."""
+    folder = tmp_path_factory.mktemp("bots")
+    shutil.copytree(PROJECT_BOTS_DIR / "companion", folder / "companion")
+    profile = folder / "companion" / "bot.toml"
+    text, count = re.subn(r"(?m)^timeout_s = .*$", "timeout_s = 900", profile.read_text())
+    assert count == 1
+    profile.write_text(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SOCIALBOT_BOTS_DIR", str(folder))
+        yield
 
 
 def chat(data: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -32,7 +50,7 @@ def chat(data: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=1200,
         check=False,
     )
 
@@ -195,7 +213,7 @@ def test_eval_memory_command_with_the_real_embedder(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1200,
         check=False,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
