@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from aiohttp import web
@@ -291,6 +291,8 @@ class PlatformAdapter(abc.ABC):
         self.malformed = 0
         """Events skipped because they could not be read (each counted once)."""
         self._malformed_seen = RecentIds()
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Work the adapter started beside its handlers (see :meth:`_spawn`)."""
 
     @abc.abstractmethod
     async def login(self) -> None: ...
@@ -316,6 +318,14 @@ class PlatformAdapter(abc.ABC):
         async with self._arrived:
             self.events += 1
             self._arrived.notify_all()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` beside the handler that started it, kept in :attr:`_tasks` until
+        done (so that it is not collected half way, and close can wait for it)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def skipped(self, key: str, what: str, *, count_event: bool = False) -> None:
         """Log (``what`` names the event and why, never its content) and count an event

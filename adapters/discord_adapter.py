@@ -21,7 +21,6 @@ import contextlib
 import logging
 import re
 import shlex
-from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
@@ -401,7 +400,6 @@ class DiscordAdapter(PlatformAdapter):
         self._stale = False
         """The command table changed since the slash commands were last registered."""
         self._interactions = RecentIds()
-        self._tasks: set[asyncio.Task[None]] = set()
         self.registered: list[str] = []
         """The slash commands registered with Discord (names), once done."""
 
@@ -418,14 +416,9 @@ class DiscordAdapter(PlatformAdapter):
                 log.warning(
                     "discord: an interaction could not be read; it is dropped", exc_info=True
                 )
-                self._background(self.received())  # it was an event all the same
+                self._spawn(self.received())  # it was an event all the same
 
         parsers["INTERACTION_CREATE"] = guarded
-
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def login(self) -> None:
         try:

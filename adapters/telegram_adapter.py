@@ -346,7 +346,6 @@ class TelegramAdapter(PlatformAdapter):
         )
         self._runner: web.AppRunner | None = None
         self.webhook_port = 0
-        self._menu_tasks: set[asyncio.Task[None]] = set()
         self._wrong_secrets = Knocks("telegram webhook call(s) with a wrong secret")
 
     @property
@@ -411,9 +410,7 @@ class TelegramAdapter(PlatformAdapter):
 
     def _menu_changed(self) -> None:
         """A plugin was enabled or disabled: the menu follows."""
-        task = asyncio.get_running_loop().create_task(self._set_menu())
-        self._menu_tasks.add(task)
-        task.add_done_callback(self._menu_tasks.discard)
+        self._spawn(self._set_menu())
 
     async def _start_webhook(self) -> None:
         url = self.settings.telegram_webhook_url
@@ -528,7 +525,7 @@ class TelegramAdapter(PlatformAdapter):
         await super().stop_intake()
 
     async def close(self) -> None:
-        await asyncio.gather(*self._menu_tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
         if self.app.running:

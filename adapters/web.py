@@ -38,7 +38,6 @@ import logging
 import re
 import secrets
 from collections import defaultdict
-from collections.abc import Coroutine
 from importlib import resources
 from itertools import count
 from typing import Any
@@ -116,7 +115,6 @@ class WebAdapter(PlatformAdapter):
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
-        self._turns: set[asyncio.Task[None]] = set()
         self._ids = count(1)
         self._stopping = False
         self._phase = asyncio.Event()
@@ -195,8 +193,8 @@ class WebAdapter(PlatformAdapter):
     async def close(self) -> None:
         self._stopping = True
         self._phase.set()
-        if self._turns:
-            await asyncio.gather(*self._turns, return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for sockets in list(self._sockets.values()):
             for socket in list(sockets):
                 await socket.close()
@@ -282,12 +280,6 @@ class WebAdapter(PlatformAdapter):
             if not self._sockets[user]:
                 del self._sockets[user]
         return socket
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(work)
-        self._turns.add(task)
-        task.add_done_callback(self._turns.discard)
-        return task
 
     async def _send_history(self, user: str, channel: WebChannel) -> None:
         """What the bot keeps of this browser's conversation, read in its own scope (once
