@@ -32,8 +32,12 @@ if TYPE_CHECKING:
     from core.channel import ReplyChannel
     from core.commands import CommandTable
     from core.settings import Settings
+    from core.storage.inbox import Shown
     from core.storage.store import StoredTurn
     from core.turn import TurnResult
+
+Record = Callable[[str, str], Awaitable[None]]
+"""Keeps the platform's id of a streamed reply's message and the text it shows."""
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +136,9 @@ class EditingChannel(abc.ABC, Generic[Handle]):
     ``edit_every`` seconds (edits never hold up generation: they run beside it, the
     latest text wins); the finished reply replaces the streamed text and goes on in
     further messages when it is longer than ``limit``.
+
+    What is on screen is kept on record while it streams (:meth:`keep_shown`, the bot's
+    inbox); after a restart, :meth:`resume` carries on in that same message.
     """
 
     limit = 2000
@@ -147,6 +154,7 @@ class EditingChannel(abc.ABC, Generic[Handle]):
         self._last_edit = 0.0
         self._pending: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
+        self._on_shown: Record | None = None
 
     # --- what each platform implements ---------------------------------------------
     @abc.abstractmethod
@@ -161,6 +169,26 @@ class EditingChannel(abc.ABC, Generic[Handle]):
 
     async def react(self, emoji: str) -> None:
         """React to the user's message, where the platform can."""
+
+    def handle_id(self, handle: Handle) -> str:
+        """The platform's id of a posted message, as it is kept on record."""
+        return str(handle)
+
+    def handle_from_id(self, message_id: str) -> Handle | None:
+        """A posted message again from its id, to edit it after a restart (None: this
+        platform cannot; the reply is then posted anew)."""
+        return None
+
+    # --- crash safety ------------------------------------------------------------------
+    def keep_shown(self, record: Record) -> None:
+        """Call ``record(message id, text)`` each time the streamed reply is shown."""
+        self._on_shown = record
+
+    def resume(self, shown: Shown) -> None:
+        """Go on with a reply a crashed process had shown: it is edited, not posted again."""
+        handle = self.handle_from_id(shown.message_id)
+        if handle is not None:
+            self._handle, self._shown = handle, shown.text
 
     # --- the ReplyChannel protocol -----------------------------------------------------
     async def typing(self) -> None:
@@ -222,6 +250,17 @@ class EditingChannel(abc.ABC, Generic[Handle]):
         except Exception:
             log.warning("streaming the reply failed; it will be sent when done", exc_info=True)
             self.streaming = False
+            return
+        await self._keep_on_record(text)
+
+    async def _keep_on_record(self, text: str) -> None:
+        """The posted message (:attr:`_handle`) now shows ``text``: keep that on record."""
+        if self._on_shown is None or self._handle is None:
+            return
+        try:
+            await self._on_shown(self.handle_id(self._handle), text)
+        except Exception:  # the reply goes on; only its record after a crash is missing
+            log.warning("could not keep the streamed reply on record", exc_info=True)
 
     async def _keep_typing(self) -> None:
         until = time.monotonic() + 300  # never longer than a reply can take
@@ -252,6 +291,23 @@ class BotCore(Protocol):
 
     async def handle(self, message: Message, channel: ReplyChannel) -> TurnResult:
         """Run one turn; turns of one conversation run in the order handed in."""
+        ...
+
+    async def receive(self, message: Message, channel: ReplyChannel) -> asyncio.Future[TurnResult]:
+        """Accept one message (durably, in the inbox, when this returns); the future is
+        its turn."""
+        ...
+
+    async def resume(
+        self, platform: str, channel_for: Callable[[Message, Shown | None], ReplyChannel]
+    ) -> int:
+        """Answer what ``platform``'s messages left unfinished when the bot last stopped."""
+        ...
+
+    async def last_seen(
+        self, platform: str, *, within_s: float, limit: int
+    ) -> list[tuple[str, str]]:
+        """(channel id, last message id) where ``platform``'s messages were accepted lately."""
         ...
 
     def connect(self, platform: str, outbox: Outbox) -> None:
@@ -307,10 +363,18 @@ class PlatformAdapter(abc.ABC):
         """Say ``text`` in ``place`` unprompted (a reminder), split as the platform needs."""
 
     async def start(self, bot: BotCore) -> None:
-        """Register with ``bot`` and take events in; subclasses connect after this."""
+        """Register with ``bot``, queue what was left unanswered when it last stopped, and
+        take events in; subclasses connect after this."""
         self.bot = bot
         bot.connect(self.platform, self.send_to)
+        await bot.resume(self.platform, self.recovered_channel)
         self.accepting = True
+
+    def recovered_channel(self, message: Message, shown: Shown | None) -> ReplyChannel:
+        """Where a message accepted before a restart is answered: here through
+        :meth:`send_to`, in its place; platforms that can answer it as a reply (and go on
+        with a reply shown half way) override it."""
+        return OutboxChannel(self.send_to, message.place)
 
     async def received(self) -> None:
         """Count one event from the platform (call it first thing in each handler)."""
@@ -353,21 +417,77 @@ class PlatformAdapter(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
-    async def deliver(self, message: Message | None, channel: ReplyChannel) -> None:
-        """Hand one converted event to the bot, once, while taking events in.
+    async def deliver(
+        self,
+        message: Message | None,
+        channel: ReplyChannel,
+        *,
+        then: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
+        """Hand one converted event to the bot, once, while taking events in; returns
+        once the bot has accepted it (written it to its inbox), which is when the platform
+        may be told it was received. The turn goes on beside the caller; ``then`` is
+        called after it.
+
+        When the bot cannot accept it (its database is failing), this tries again, with
+        pauses growing to 30 s, for as long as intake lasts: the platform is not told the
+        message arrived, so it is not lost. False when it was not handed over.
 
         ``socialbot run`` stops intake, then closes the bot (which finishes every turn
         it has accepted), then closes the adapters: a reply in flight still goes out.
         """
         if message is None or self.bot is None or not self.accepting:
-            return
+            return False
         if not self.seen.first_time(f"{message.place.channel}/{message.id}"):
             log.info("%s: dropped a message delivered twice", self.platform)
-            return
+            return False
+        pause = 0.5
+        while True:
+            try:
+                turn = await self.bot.receive(message, channel)
+                break
+            except Exception as error:
+                if not self.accepting:
+                    return False
+                log.error(
+                    "%s: could not accept a message (%s: %s); trying again in %g s",
+                    self.platform,
+                    type(error).__name__,
+                    error,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+        self._spawn(self._finish(turn, then))
+        return True
+
+    async def _finish(
+        self, turn: asyncio.Future[TurnResult], then: Callable[[], Awaitable[None]] | None
+    ) -> None:
         try:
-            await self.bot.handle(message, channel)
+            await asyncio.shield(turn)  # closing the adapter does not cancel the turn
+            if then is not None:
+                await then()
         except Exception:
             log.exception("%s: a turn failed", self.platform)
+
+
+class OutboxChannel:
+    """A reply channel that answers in a place through a platform's :meth:`send_to`:
+    the whole reply at once, no typing, no reactions."""
+
+    def __init__(self, outbox: Outbox, place: Place) -> None:
+        self.outbox = outbox
+        self.place = place
+
+    async def typing(self) -> None:
+        pass
+
+    async def stream(self, piece: str) -> None:
+        pass
+
+    async def send(self, reply: Reply) -> None:
+        await self.outbox(self.place, reply.text)
 
 
 class Knocks:

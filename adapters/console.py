@@ -110,6 +110,9 @@ async def interactive(bot: Bot, *, user: str, channel: str | None = None) -> Non
         out.flush()
 
     bot.connect(PLATFORM, unprompted)
+    # what was said before the terminal was killed, answered first
+    await bot.resume(PLATFORM, lambda message, shown: TerminalChannel(out, bot.profile.name))
+    await bot.idle()
     while True:
         try:
             text = await asyncio.to_thread(input, "you> ")

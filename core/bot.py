@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections import Counter
@@ -40,11 +41,20 @@ from core.people.access import Access
 from core.plugins.host import PluginHost
 from core.privacy import Privacy
 from core.settings import BotProfile, Settings
+from core.storage.inbox import Entry, Inbox, Shown
 from core.storage.store import Store, StoredTurn
 from core.turn import Turn, TurnResult
-from core.types import Message, Place
+from core.types import Message, Place, Reply
 
 Outbox = Callable[[Place, str], Awaitable[None]]
+ChannelFor = Callable[[Message, Shown | None], ReplyChannel]
+"""How a platform answers a message again after a restart (and goes on with the reply
+that was shown, if any)."""
+
+DOWN = (
+    "Sorry, I was offline when you sent this and couldn't answer then: \u201c{excerpt}\u201d. "
+    "Send it again if you'd still like an answer."
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +74,7 @@ class Bot:
         self.settings = settings
         self.profile = profile
         self.store = store
+        self.inbox = Inbox(store, profile.name)
         self.generator = generator
         self.memory = LongTermMemory(store, embedder) if embedder is not None else None
         self.facts = Profiles(store)
@@ -71,6 +82,8 @@ class Bot:
         self.emotions = Batcher(emotions) if emotions is not None else None
         self.emotion_history = EmotionHistory(store)
         self._order = KeyedSerializer()
+        self._arriving: set[asyncio.Future[None]] = set()
+        """Messages being written to the inbox (their turns are not queued yet)."""
         self._background: set[asyncio.Task[Any]] = set()
         self.folding = Folding(
             self.summaries,
@@ -161,13 +174,19 @@ class Bot:
             await bot.close()
             raise
         await rights.purge_older_than(store, bot.memory, profile.privacy.retention_days)
-        if profile.privacy.retention_days > 0:
-            bot._retention = bot.spawn(bot._retention_loop())
+        await bot.inbox.prune(settings.inbox_dedupe_s)
+        bot._retention = bot.spawn(bot._retention_loop())
         log.info("bot %s ready (%s backend)", profile.name, generator.name)
         return bot
 
     async def handle(self, message: Message, channel: ReplyChannel) -> TurnResult:
         """Run one message through the pipeline, after earlier ones of its conversation."""
+        return await (await self.receive(message, channel))
+
+    async def receive(self, message: Message, channel: ReplyChannel) -> asyncio.Future[TurnResult]:
+        """Accept one message: when it is one to answer, it is written to the inbox and
+        committed before this returns (an adapter confirms it to its platform then). The
+        future is its turn, run after earlier ones of its conversation."""
         if self._closed:
             raise RuntimeError("the bot is closed")
         message = message.valid()  # one person's broken text must not fail anyone's turn
@@ -175,10 +194,91 @@ class Bot:
             # each member's own conversation: keyed, stored and ordered apart
             place = dataclasses.replace(message.place, person=message.speaker.user_id)
             message = dataclasses.replace(message, place=place)
-        turn = Turn(self, message, channel)
-        return await self._order.run(
-            message.place.conversation, lambda: pipeline.run(turn, self._stages)
-        )
+        entry = None
+        if pipeline.answerable(message, self.profile.groups):
+            arriving = asyncio.get_running_loop().create_future()
+            self._arriving.add(arriving)  # idle() and settle() wait for it too
+            try:
+                entry = await self.inbox.accept(message)
+            finally:
+                self._arriving.discard(arriving)
+                arriving.set_result(None)
+            if entry is None:
+                log.info("dropped a message accepted before (delivered again)")
+                twice = asyncio.get_running_loop().create_future()
+                twice.set_result(TurnResult(None, "delivered twice"))
+                return twice
+        return self._submit(message, channel, entry)
+
+    def _submit(
+        self, message: Message, channel: ReplyChannel, entry: int | None
+    ) -> asyncio.Future[TurnResult]:
+        turn = Turn(self, message, channel, entry=entry)
+        keep_shown = getattr(channel, "keep_shown", None)
+        if entry is not None and keep_shown is not None:  # a streamed reply is on record
+            keep_shown(functools.partial(self.inbox.shown, entry))
+        return self._order.submit(message.place.conversation, functools.partial(self._run, turn))
+
+    async def _run(self, turn: Turn) -> TurnResult:
+        result = await pipeline.run(turn, self._stages)
+        if turn.entry is not None:
+            await self._finish(turn.entry)
+        return result
+
+    async def _finish(self, entry: int) -> None:
+        try:
+            await self.inbox.done(entry)
+        except Exception:  # it is answered again on the next start
+            log.exception("could not mark message %d answered in the inbox", entry)
+
+    async def resume(self, platform: str, channel_for: ChannelFor) -> int:
+        """Take up what ``platform``'s messages left unfinished when the bot last stopped
+        (a crash, a kill): each is queued in its conversation, ahead of anything new, and
+        answered; one whose reply was stored is sent that reply; one older than
+        ``inbox_answer_within_s`` is told the bot was down. Returns how many."""
+        entries = await self.inbox.unfinished(platform)
+        now = time.time()
+        for entry in entries:
+            channel = channel_for(entry.message, entry.shown)
+            key = entry.message.place.conversation
+            if entry.state == "stored":
+                self._order.submit(key, functools.partial(self._resend, entry, channel))
+            elif now - entry.received_at > self.settings.inbox_answer_within_s:
+                self._order.submit(key, functools.partial(self._too_late, entry, channel))
+            else:
+                self._submit(entry.message, channel, entry.id)
+        if entries:
+            log.info("%s: answering %d message(s) left unfinished", platform, len(entries))
+        return len(entries)
+
+    async def last_seen(
+        self, platform: str, *, within_s: float, limit: int
+    ) -> list[tuple[str, str]]:
+        """Where to catch up from on ``platform`` (see :meth:`Inbox.last_seen`)."""
+        return await self.inbox.last_seen(platform, within_s=within_s, limit=limit)
+
+    async def _resend(self, entry: Entry, channel: ReplyChannel) -> TurnResult:
+        """Send a reply that was stored but maybe not sent (or only partly shown)."""
+        text = entry.reply if entry.reply is not None else pipeline.APOLOGY
+        return await self._say_once(entry, channel, text, "sent after a restart")
+
+    async def _too_late(self, entry: Entry, channel: ReplyChannel) -> TurnResult:
+        excerpt = " ".join(entry.message.text.split())
+        excerpt = excerpt if len(excerpt) <= 80 else excerpt[:79] + "\u2026"
+        text = DOWN.format(excerpt=excerpt)
+        return await self._say_once(entry, channel, text, "too old after a restart")
+
+    async def _say_once(
+        self, entry: Entry, channel: ReplyChannel, text: str, why: str
+    ) -> TurnResult:
+        reply = Reply(text, entry.message.place, entry.message.id)
+        try:
+            await channel.send(reply)
+        except Exception:
+            log.exception("could not send a reply %s", why)
+            return TurnResult(None, why)
+        await self._finish(entry.id)
+        return TurnResult(reply, why)
 
     async def history(self, sample: Message, *, limit: int = 50) -> list[StoredTurn]:
         """The stored turns of ``sample``'s conversation (since its last /reset), as its
@@ -202,15 +302,20 @@ class Bot:
 
     async def idle(self) -> None:
         """Wait until every turn accepted so far has finished (its reply sent)."""
-        await self._order.drain()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        while self._arriving or len(self._order):
+            await asyncio.gather(*self._arriving)
+            await self._order.drain()
 
     async def settle(self) -> None:
         """Wait until every turn accepted so far and the background work they started
         (summaries folding) have finished: what a test awaits before it looks."""
         while True:
-            await self._order.drain()
+            await self._drain()
             if not self.folding.running:
-                if not len(self._order):
+                if not len(self._order) and not self._arriving:
                     return
                 continue
             await self.folding.finish()
@@ -268,6 +373,7 @@ class Bot:
             await rights.purge_older_than(
                 self.store, self.memory, self.profile.privacy.retention_days
             )
+            await self.inbox.prune(self.settings.inbox_dedupe_s)
 
     async def close(self) -> None:
         """Finish the turns in flight and pending summaries, then release everything."""
@@ -275,7 +381,7 @@ class Bot:
             return
         self._closed = True
         self.folding.closed = True  # no new summaries: the ones started are finished
-        await self._order.drain()
+        await self._drain()
         await self.plugin_host.stop()
         if self._retention is not None:
             self._retention.cancel()

@@ -32,6 +32,10 @@ class KeyedSerializer:
 
     async def run(self, key: Hashable, job: Callable[[], Awaitable[T]]) -> T:
         """Queue ``job`` behind earlier jobs of ``key`` and wait for its result."""
+        return await self.submit(key, job)
+
+    def submit(self, key: Hashable, job: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
+        """Queue ``job`` behind earlier jobs of ``key`` now; the future is its result."""
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         queue = self._queues.get(key)
         if queue is None:
@@ -40,7 +44,7 @@ class KeyedSerializer:
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
         queue.put_nowait((job, future))
-        return await future  # type: ignore[return-value]
+        return future  # type: ignore[return-value]
 
     async def _work(self, key: Hashable, queue: asyncio.Queue[Job]) -> None:
         try:

@@ -48,11 +48,11 @@ async def guard(turn: Turn) -> None:
     turn.scope = privacy.scope(message)
     turn.user_key = privacy.user_key(message.place.platform, message.speaker.user_id)
     groups = services.profile.groups
-    if message.speaker.is_bot and not groups.answer_bots:
-        raise EndTurn("message from a bot")
-    if not message.text.strip():
-        raise EndTurn("empty message")
-    if not message.place.is_private and not addressed(message, groups):
+    if not answerable(message, groups):
+        if message.speaker.is_bot and not groups.answer_bots:
+            raise EndTurn("message from a bot")
+        if not message.text.strip():
+            raise EndTurn("empty message")
         raise EndTurn("not addressed to the bot")
     refusal = services.access.refusal(
         message, turn.user_key, admin=services.access.is_admin(message.speaker)
@@ -66,6 +66,17 @@ async def guard(turn: Turn) -> None:
             f"the limit is {limit:,}). Could you shorten it?"
         )
     turn.keep = not await rights.is_opted_out(services.store, message.place.platform, turn.user_key)
+
+
+def answerable(message: Message, groups: GroupSettings) -> bool:
+    """Whether ``message`` calls for a turn at all: not another bot's (unless the profile
+    answers bots), not empty, and in a group addressed to the bot. What is not answerable
+    is not written to the inbox."""
+    if message.speaker.is_bot and not groups.answer_bots:
+        return False
+    if not message.text.strip():
+        return False
+    return message.place.is_private or addressed(message, groups)
 
 
 def addressed(message: Message, groups: GroupSettings) -> bool:
@@ -239,6 +250,8 @@ async def remember(turn: Turn) -> None:
         await services.facts.add(
             message, facts.extract(services.store.privacy.for_storage(turn.text)), user_turn
         )
+        if turn.entry is not None:  # a restart now sends this reply rather than redo it
+            await services.inbox.stored(turn.entry, stored[1])
     turn.stored = stored
     if services.profile.memory.summarize and prompt.turn_ids:
         services.folding.later(message, turn.scope, window_start=prompt.turn_ids[0])

@@ -70,6 +70,19 @@ class Settings(BaseSettings):
         default="FULL",
         description="SQLite synchronous mode: FULL survives power loss, NORMAL only crashes.",
     )
+    inbox_answer_within_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="On start, messages received but not answered (the bot was stopped or"
+        " killed) are answered when they are younger than this; older ones are told the bot"
+        " was down.",
+    )
+    inbox_dedupe_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="How long an answered message's id is kept, so that a platform"
+        " delivering it again (after a restart) does not get it answered twice.",
+    )
     openai_base_url: str = Field(
         default="http://127.0.0.1:11434/v1",
         description="Base URL of an OpenAI-compatible server (default: a local Ollama).",
@@ -149,6 +162,13 @@ class Settings(BaseSettings):
     discord_bot_token: SecretStr = _platform("DISCORD_BOT_TOKEN", SecretStr(""))
     discord_api_base_url: str = _platform("DISCORD_API_BASE_URL", "https://discord.com/api/v10")
     discord_gateway_url: str = _platform("DISCORD_GATEWAY_URL", "wss://gateway.discord.gg/")
+    discord_catch_up_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="Discord does not deliver again what the bot missed while away: on"
+        " (re)connecting it reads the DMs and channels it was addressed in during this many"
+        " seconds, from the last message it had, and answers what it missed (0: off).",
+    )
     discord_sharded: bool = _platform(
         "DISCORD_SHARDED", False, "Run an AutoShardedClient (large bots: 2,500+ servers)."
     )

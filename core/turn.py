@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from core.people.access import Access
     from core.privacy import Scope
     from core.settings import BotProfile, Settings
+    from core.storage.inbox import Inbox
     from core.storage.store import Store
 
 
@@ -41,6 +42,7 @@ class Services(Protocol):
     profile: BotProfile
     """The bot's profile (persona, generation, memory, groups...)."""
     store: Store
+    inbox: Inbox
     generator: Generator
     memory: LongTermMemory | None
     emotions: Batcher | None
@@ -71,6 +73,8 @@ class Turn:
     services: Services
     message: Message
     channel: ReplyChannel
+    entry: int | None = None
+    """The message's row in the inbox (None: not written there, e.g. not to be answered)."""
     scope: Scope | None = None
     """What may be recalled here; set by guard, before anything is read."""
     user_key: str = ""

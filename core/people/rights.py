@@ -164,6 +164,8 @@ async def forget(
             "turns",
             "optouts",
             "consents",
+            "inbox",  # messages not yet answered, and the records of answered ones
+            "cursors",  # where their DM was last read
         ):
             cursor = await db.execute(f"DELETE FROM {table} WHERE {where}", params)
             deleted[table] = deleted.get(table, 0) + cursor.rowcount

@@ -213,6 +213,45 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE summaries;
     ALTER TABLE summaries_by_person RENAME TO summaries;
     """,
+    """
+    -- The durable inbox (core.storage.inbox): each message to be answered is written here
+    -- before its platform is told it was received, and finished once answered. It is the
+    -- work queue: on start, what is not finished is answered, in order per conversation.
+    CREATE TABLE inbox (
+        id            INTEGER PRIMARY KEY,
+        bot           TEXT    NOT NULL,
+        platform      TEXT    NOT NULL,
+        event         TEXT,              -- keyed hash of the platform's message id; NULL: none
+        conversation  TEXT    NOT NULL,  -- keyed hash of the conversation (order within it)
+        user_key      TEXT    NOT NULL,
+        state         TEXT    NOT NULL CHECK (state IN ('pending', 'stored', 'done')),
+        message       TEXT,              -- the message as JSON, sealed; NULL once done
+        shown_id      TEXT    NOT NULL DEFAULT '',  -- the platform's id of the reply shown
+        shown_text    TEXT,              -- sealed: what that reply shows so far
+        reply_turn    INTEGER REFERENCES turns (id) ON DELETE SET NULL,
+        worker        TEXT    NOT NULL DEFAULT '',  -- the process that holds it
+        lease_until   REAL,              -- until when (scale-out: then another may take it)
+        received_at   REAL    NOT NULL,
+        updated_at    REAL    NOT NULL,
+        UNIQUE (bot, platform, event)
+    );
+    CREATE INDEX inbox_open ON inbox (bot, platform, id) WHERE state != 'done';
+    CREATE INDEX inbox_by_user ON inbox (platform, user_key);
+    CREATE INDEX inbox_done ON inbox (updated_at) WHERE state = 'done';
+    -- Per channel, the last message accepted there: where a platform without redelivery
+    -- (Discord) catches up from its history after the bot was away.
+    CREATE TABLE cursors (
+        bot         TEXT    NOT NULL,
+        platform    TEXT    NOT NULL,
+        place       TEXT    NOT NULL,  -- keyed hash of workspace, channel and thread
+        channel     TEXT    NOT NULL,  -- sealed: the id to read (the thread's, if any)
+        user_key    TEXT    NOT NULL,  -- a DM's person ('' in a group): /forget erases it
+        last_id     TEXT    NOT NULL,
+        seen_at     REAL    NOT NULL,
+        PRIMARY KEY (bot, platform, place)
+    );
+    CREATE INDEX cursors_by_user ON cursors (platform, user_key);
+    """,
 )
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from adapters import base
 from adapters.base import EditingChannel, RecentIds, split_text
+from core.storage.inbox import Shown
 from core.types import Place, PlaceKind, Reply
 
 
@@ -169,6 +170,33 @@ async def test_editing_channel_types_streams_throttled_then_finishes(clock: Cloc
     assert all(len(p) <= 50 for p in parts)
     assert " ".join(parts).replace("  ", " ") == final.strip()
     assert channel.calls[-1] == ("react", "🎉")
+
+
+async def test_a_streamed_reply_is_kept_on_record_and_finished_after_a_restart(
+    clock: Clock,
+) -> None:
+    channel = Recording()
+    kept: list[tuple[str, str]] = []
+
+    async def record(message_id: str, text: str) -> None:
+        kept.append((message_id, text))
+
+    channel.keep_shown(record)
+    await channel.stream("a reply half way")
+    await channel.wait_for(("post", "a reply half way"))
+    # what a crash now leaves: the message's id and the text it shows
+    assert kept == [("1", "a reply half way")]
+    # after the restart, the same message is edited to the whole reply, not posted again
+    again = Recording()
+    again.handle_from_id = lambda message_id: int(message_id)  # type: ignore[method-assign]
+    again.resume(Shown(*kept[-1]))
+    await again.send(Reply("a reply half way, and finished.", REPLY_PLACE))
+    assert again.calls == [("edit", "a reply half way, and finished.")]
+    # a platform that cannot edit by id posts the reply anew
+    plain = Recording()
+    plain.resume(Shown(*kept[-1]))
+    await plain.send(Reply("the whole reply.", REPLY_PLACE))
+    assert plain.calls == [("post", "the whole reply.")]
 
 
 async def test_a_failing_edit_does_not_lose_the_reply(clock: Clock) -> None:

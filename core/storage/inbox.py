@@ -1,0 +1,264 @@
+"""The durable inbox: what the bot has been handed and not yet finished answering.
+
+Every message the bot will answer is written here, committed, *before* its platform
+is told it was received (Telegram's next offset or the webhook's 200, Slack's ack, the
+web socket's receipt): a process killed at any moment after that finds it again on
+start. A row goes
+
+    pending  --(the turn's message and reply committed)-->  stored  --(sent)-->  done
+
+and its text is dropped when it is done; the row itself stays a day (``inbox_dedupe_s``)
+as the record that this platform message id was answered, so that a platform delivering
+it again after a restart does not get it answered twice.
+
+While a reply streams, the platform's id of the message showing it and the text shown so
+far are kept on the row (:meth:`Inbox.shown`): after a crash that message is finished
+(edited to the whole reply), never left half-shown with no record.
+
+On start (:meth:`Inbox.unfinished`) the rows that are not done are the work left: a
+``stored`` one has its reply already and is only sent; a ``pending`` one is answered
+again from the start, or, past ``inbox_answer_within_s``, told that the bot was down.
+Each row names the process that holds it and until when (``worker``, ``lease_until``):
+the columns the scale-out work queue claims rows by; one process holds them all.
+
+The row carries the message as sealed JSON (encrypted when a key is set) with the raw
+ids needed to answer it; it is the person's data like any other: /forget erases it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from core.storage.store import Store
+from core.types import Attachment, Message, Place, PlaceKind, Speaker
+
+log = logging.getLogger(__name__)
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+"""This process, as the inbox rows it holds name it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A reply on screen while it streamed: the platform's id of its message, its text."""
+
+    message_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One unfinished row of the inbox, as a restart finds it."""
+
+    id: int
+    message: Message
+    state: str
+    """``pending`` (not answered yet) or ``stored`` (the reply is stored, not sent)."""
+    received_at: float
+    shown: Shown | None = None
+    reply: str | None = None
+    """For a ``stored`` row: the stored reply's text."""
+
+
+def dump_message(message: Message) -> str:
+    """``message`` as JSON (everything but its native object)."""
+    speaker, place = message.speaker, message.place
+    return json.dumps(
+        {
+            "speaker": [speaker.platform, speaker.user_id, speaker.display_name, speaker.is_bot],
+            "place": [
+                place.platform,
+                place.channel,
+                place.kind.value,
+                place.workspace,
+                place.thread,
+                place.person,
+            ],
+            "text": message.text,
+            "id": message.id,
+            "time": message.time.isoformat(),
+            "mentions_bot": message.mentions_bot,
+            "reply_to": message.reply_to,
+            "reply_to_user": message.reply_to_user,
+            "attachments": [[a.name, a.content_type, a.size, a.url] for a in message.attachments],
+        },
+        ensure_ascii=False,
+    )
+
+
+def load_message(text: str) -> Message:
+    """The message :func:`dump_message` wrote."""
+    data = json.loads(text)
+    platform, user_id, name, is_bot = data["speaker"]
+    p_platform, channel, kind, workspace, thread, person = data["place"]
+    return Message(
+        Speaker(platform, user_id, name, bool(is_bot)),
+        Place(p_platform, channel, PlaceKind(kind), workspace, thread, person),
+        data["text"],
+        id=data["id"],
+        time=datetime.fromisoformat(data["time"]),
+        mentions_bot=bool(data["mentions_bot"]),
+        reply_to=data["reply_to"],
+        reply_to_user=data["reply_to_user"],
+        attachments=tuple(Attachment(*a) for a in data["attachments"]),
+    )
+
+
+class Inbox:
+    """One bot's inbox in ``store``."""
+
+    def __init__(self, store: Store, bot: str, *, worker: str = WORKER) -> None:
+        self.store = store
+        self.bot = bot
+        self.worker = worker
+
+    def _event(self, message: Message) -> str | None:
+        if not message.id:
+            return None  # nothing to recognise a second delivery by
+        place = message.place
+        return self.store.privacy.pseudonymize(
+            place.platform, f"{place.workspace}\x1f{place.channel}\x1f{message.id}"
+        )
+
+    async def accept(self, message: Message, *, lease_s: float = 0.0) -> int | None:
+        """Write ``message`` down, durably (committed when this returns); its row id, or
+        None when this platform message was accepted before (a second delivery)."""
+        privacy = self.store.privacy
+        now = time.time()
+        async with self.store.transaction() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO inbox (bot, platform, event, conversation, user_key,"
+                " state, message, worker, lease_until, received_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (
+                    self.bot,
+                    message.place.platform,
+                    self._event(message),
+                    privacy.pseudonymize(message.place.platform, str(message.place.conversation)),
+                    privacy.user_key(message.place.platform, message.speaker.user_id),
+                    privacy.cipher.seal(dump_message(message)),
+                    self.worker,
+                    now + lease_s if lease_s else None,
+                    now,
+                    now,
+                ),
+            )
+            if not cursor.rowcount:
+                return None
+            entry = cursor.lastrowid
+            if message.id:  # where to catch up from, should the bot be away
+                place = message.place
+                await db.execute(
+                    "INSERT INTO cursors (bot, platform, place, channel, user_key, last_id,"
+                    " seen_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bot, platform, place)"
+                    " DO UPDATE SET last_id = excluded.last_id, seen_at = excluded.seen_at",
+                    (
+                        self.bot,
+                        place.platform,
+                        privacy.pseudonymize(
+                            place.platform,
+                            f"{place.workspace}\x1f{place.channel}\x1f{place.thread}",
+                        ),
+                        privacy.cipher.seal(place.thread or place.channel),
+                        privacy.user_key(place.platform, message.speaker.user_id)
+                        if place.is_private
+                        else "",
+                        message.id,
+                        now,
+                    ),
+                )
+        return entry
+
+    async def last_seen(
+        self, platform: str, *, within_s: float, limit: int
+    ) -> list[tuple[str, str]]:
+        """(channel id, last message id accepted there) of the ``limit`` channels (a
+        thread's own id, where the platform gives threads one) of
+        ``platform`` where a message was accepted in the last ``within_s`` seconds, the
+        most recent first."""
+        rows = await self.store.rows(
+            "SELECT channel, last_id FROM cursors WHERE bot = ? AND platform = ?"
+            " AND seen_at >= ? ORDER BY seen_at DESC LIMIT ?",
+            (self.bot, platform, time.time() - within_s, limit),
+        )
+        open_ = self.store.privacy.cipher.open
+        return [(open_(channel), str(last_id)) for channel, last_id in rows]
+
+    async def stored(self, entry: int, reply_turn: int | None) -> None:
+        """The turn's message and reply are stored (call it inside that transaction)."""
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE inbox SET state = 'stored', reply_turn = ?, updated_at = ? WHERE id = ?",
+                (reply_turn, time.time(), entry),
+            )
+
+    async def shown(self, entry: int, message_id: str, text: str) -> None:
+        """The reply being streamed shows ``text`` in the platform message ``message_id``."""
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE inbox SET shown_id = ?, shown_text = ?, updated_at = ? WHERE id = ?",
+                (message_id, self.store.privacy.cipher.seal(text), time.time(), entry),
+            )
+
+    async def done(self, entry: int) -> None:
+        """Answered: the text goes; the row stays as the record of the message id."""
+        async with self.store.transaction() as db:
+            await db.execute(
+                "UPDATE inbox SET state = 'done', message = NULL, shown_text = NULL,"
+                " worker = '', lease_until = NULL, updated_at = ? WHERE id = ?",
+                (time.time(), entry),
+            )
+
+    async def unfinished(self, platform: str) -> list[Entry]:
+        """What ``platform``'s messages left unfinished (a stop or a crash), oldest first;
+        this process takes them over."""
+        rows = await self.store.rows(
+            "SELECT i.id, i.state, i.message, i.shown_id, i.shown_text, i.received_at, t.text"
+            " FROM inbox i LEFT JOIN turns t ON t.id = i.reply_turn"
+            " WHERE i.bot = ? AND i.platform = ? AND i.state != 'done' ORDER BY i.id",
+            (self.bot, platform),
+        )
+        open_ = self.store.privacy.cipher.open
+        entries: list[Entry] = []
+        for entry, state, sealed, shown_id, shown_text, received_at, reply in rows:
+            try:
+                message = load_message(open_(sealed))
+            except Exception as error:  # another key, or a row written by hand
+                log.error("inbox: cannot read message %d (%s); dropped", entry, error)
+                await self.done(entry)
+                continue
+            shown = Shown(shown_id, open_(shown_text)) if shown_id and shown_text else None
+            entries.append(
+                Entry(
+                    entry,
+                    message,
+                    state,
+                    received_at,
+                    shown,
+                    open_(reply) if reply is not None else None,
+                )
+            )
+        if entries:
+            async with self.store.transaction() as db:
+                await db.execute(
+                    "UPDATE inbox SET worker = ? WHERE bot = ? AND platform = ?"
+                    " AND state != 'done'",
+                    (self.worker, self.bot, platform),
+                )
+        return entries
+
+    async def prune(self, older_than_s: float) -> int:
+        """Delete the records of messages answered more than ``older_than_s`` ago."""
+        async with self.store.transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM inbox WHERE state = 'done' AND updated_at < ?",
+                (time.time() - older_than_s,),
+            )
+        return cursor.rowcount
