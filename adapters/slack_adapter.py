@@ -45,6 +45,7 @@ from adapters.base import (
 )
 from core.errors import ConfigError
 from core.settings import Settings
+from core.storage.inbox import Shown
 from core.types import Attachment, Message, Place, PlaceKind, Reply, Speaker
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,8 @@ class SlackChannel(EditingChannel[str]):
                 self._shown = self.placeholder
             except SlackApiError as error:
                 log.debug("slack: no placeholder: %s", error)
+                return
+            await self._keep_on_record(self.placeholder)
 
     async def show_typing(self) -> None:  # the placeholder is posted once, in typing()
         return
@@ -181,6 +184,9 @@ class SlackChannel(EditingChannel[str]):
 
     async def edit(self, handle: str, text: str) -> None:
         await self.client.chat_update(channel=self.channel, ts=handle, text=_escape(text))
+
+    def handle_from_id(self, message_id: str) -> str | None:
+        return message_id or None  # a message's ts is all chat.update needs
 
     async def whisper(self, text: str) -> None:
         """An ephemeral message: only the speaker sees it."""
@@ -259,6 +265,9 @@ class SlackAdapter(PlatformAdapter):
             signing_secret=secret or None,
             request_verification_enabled=not self.socket_mode,
             logger=logging.getLogger("slack_bolt"),
+            # acknowledged once the listener returns: ours returns once the bot has the
+            # message in its inbox, so an event Slack counts as delivered is never lost
+            process_before_response=True,
         )
         self.app.event("message")(self._on_event)
         self.app.event("app_mention")(self._on_event)
@@ -323,6 +332,12 @@ class SlackAdapter(PlatformAdapter):
             self.http_port,
             EVENTS_PATH,
         )
+
+    def recovered_channel(self, message: Message, shown: Shown | None) -> SlackChannel:
+        channel = SlackChannel(self.client, message)
+        if shown is not None:
+            channel.resume(shown)
+        return channel
 
     async def _on_http(self, request: web.Request) -> web.Response:
         """The Events API endpoint: signature first, then a readable body, then bolt."""
@@ -402,7 +417,6 @@ class SlackAdapter(PlatformAdapter):
             await self.deliver(message, SlackChannel(self.client, message))
 
     async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
-        await ack()
         await self.received()
         words = str(command.get("text") or "").strip() or "help"
         channel = str(command.get("channel_id") or "")
@@ -421,6 +435,7 @@ class SlackAdapter(PlatformAdapter):
             raw=command,
         )
         await self.deliver(message, CommandChannel(respond))
+        await ack()  # after the bot has it (within Slack's 3 s: a database write)
 
     async def stop_intake(self) -> None:
         # Slack delivers what it could not hand over again later, or to another instance.

@@ -31,7 +31,7 @@ from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from telegram import Bot, BotCommand, Update, User
+from telegram import Bot, BotCommand, ReplyParameters, Update, User
 from telegram import Message as TgMessage
 from telegram.constants import ChatAction, ChatType, MessageEntityType, ReactionEmoji
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
@@ -48,6 +48,7 @@ from adapters.base import (
 )
 from core.errors import ConfigError
 from core.settings import Settings
+from core.storage.inbox import Shown
 from core.types import Attachment, Message, Place, PlaceKind, Speaker
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ SEND_ATTEMPTS = 5
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message"]
 DRAIN_S = 60.0
+CONFIRM_WAIT_S = 600.0
 # Telegram only accepts its own set of reaction emoji; near ones stand in for the rest.
 _REACTIONS = {e.value for e in ReactionEmoji}
 _REACTION_STAND_INS = {"🫂": "🤗", "😮": "🤯", "😊": "🥰"}
@@ -80,7 +82,7 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def usable_update_id(value: object) -> bool:
+def usable_update_id(value: object) -> TypeGuard[int]:
     """An update id that can be confirmed: an int the Bot API's offset can go past."""
     return _is_int(value) and 0 <= value <= MAX_UPDATE_ID
 
@@ -236,11 +238,20 @@ class UpdatesRequest(HTTPXRequest):
 
     Only public PTB API is used: the builder's ``get_updates_request`` and
     ``BaseRequest.do_request``, the method a request class implements.
+
+    Every call to ``getUpdates`` confirms the updates fetched before it. It is made only
+    once those have been accepted by the bot (``confirmable``: written to its inbox, or
+    skipped), so that an update Telegram forgets is never one the bot could still lose.
     """
 
-    def __init__(self, screen: Callable[[list[Any]], Awaitable[list[JSONDict]]]) -> None:
+    def __init__(
+        self,
+        screen: Callable[[list[Any]], Awaitable[list[JSONDict]]],
+        confirmable: Callable[[], Awaitable[None]],
+    ) -> None:
         super().__init__(connection_pool_size=1)  # what ApplicationBuilder gives getUpdates
         self.screen = screen
+        self.confirmable = confirmable
 
     async def do_request(
         self,
@@ -250,6 +261,8 @@ class UpdatesRequest(HTTPXRequest):
         *args: Any,
         **kwargs: Any,
     ) -> tuple[int, bytes]:
+        if url.endswith("/getUpdates"):
+            await self.confirmable()
         code, payload = await super().do_request(url, method, request_data, *args, **kwargs)
         if code != 200 or not url.endswith("/getUpdates"):
             return code, payload  # errors are PTB's to read (a 429's retry_after, ...)
@@ -264,56 +277,101 @@ class UpdatesRequest(HTTPXRequest):
         return code, json.dumps(answer).encode()
 
 
-class TelegramChannel(EditingChannel[TgMessage]):
+class TelegramChannel(EditingChannel[int]):
+    """Answers one message: as a reply to it (quoted in groups), in its forum topic. It is
+    built from ids alone (:meth:`of` for a live message), so that after a restart the
+    same answer can be made, and a reply shown half way edited by its message id."""
+
     limit = LIMIT
     typing_every = 4.5  # the indicator lasts five seconds
 
-    def __init__(self, native: TgMessage) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        chat_id: int,
+        message_id: int,
+        *,
+        private: bool,
+        thread: int | None = None,
+        user_id: int | None = None,
+    ) -> None:
         super().__init__()
-        self.native = native
+        self.bot, self.chat_id, self.message_id = bot, chat_id, message_id
+        self.private, self.thread, self.user_id = private, thread, user_id
         # Telegram allows about one message a second in a chat and twenty a minute in a
         # group; streamed edits stay well within both.
-        self.edit_every = 1.0 if native.chat.type == ChatType.PRIVATE else 3.0
-        self.thread = native.message_thread_id if native.is_topic_message else None
+        self.edit_every = 1.0 if private else 3.0
+
+    @classmethod
+    def of(cls, native: TgMessage) -> TelegramChannel:
+        user = native.from_user
+        return cls(
+            native.get_bot(),
+            native.chat_id,
+            native.message_id,
+            private=native.chat.type == ChatType.PRIVATE,
+            thread=native.message_thread_id if native.is_topic_message else None,
+            user_id=user.id if user is not None else None,
+        )
+
+    @classmethod
+    def again(cls, bot: Bot, message: Message) -> TelegramChannel:
+        """For a message accepted before a restart (see :mod:`core.storage.inbox`)."""
+        place = message.place
+        return cls(
+            bot,
+            int(place.channel),
+            int(message.id or 0),
+            private=place.is_private,
+            thread=int(place.thread) if place.thread else None,
+            user_id=int(message.speaker.user_id),
+        )
 
     async def show_typing(self) -> None:
-        await self.native.get_bot().send_chat_action(
-            self.native.chat_id, ChatAction.TYPING, message_thread_id=self.thread
+        await self.bot.send_chat_action(
+            self.chat_id, ChatAction.TYPING, message_thread_id=self.thread
         )
 
-    async def post(self, text: str, *, first: bool) -> TgMessage:
-        if first:
-            return await _call("replying", lambda: self.native.reply_text(text))  # type: ignore[no-any-return]
-        bot = self.native.get_bot()
-        return await _call(  # type: ignore[no-any-return]
-            "sending",
-            lambda: bot.send_message(self.native.chat_id, text, message_thread_id=self.thread),
+    async def post(self, text: str, *, first: bool) -> int:
+        quote = None
+        if first and not self.private and self.message_id:
+            quote = ReplyParameters(self.message_id, allow_sending_without_reply=True)
+        sent: TgMessage = await _call(
+            "replying" if first else "sending",
+            lambda: self.bot.send_message(
+                self.chat_id, text, message_thread_id=self.thread, reply_parameters=quote
+            ),
         )
+        return sent.message_id
 
-    async def edit(self, handle: TgMessage, text: str) -> None:
+    async def edit(self, handle: int, text: str) -> None:
         try:
-            await _call("editing", lambda: handle.edit_text(text))
+            await _call(
+                "editing",
+                lambda: self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=handle),
+            )
         except BadRequest as error:
             if "not modified" not in str(error).lower():
                 raise
 
+    def handle_from_id(self, message_id: str) -> int | None:
+        return int(message_id) if message_id.isdigit() else None
+
     async def react(self, emoji: str) -> None:
         emoji = _REACTION_STAND_INS.get(emoji, emoji)
-        if emoji in _REACTIONS:
-            await self.native.set_reaction(emoji)
+        if emoji in _REACTIONS and self.message_id:
+            await self.bot.set_message_reaction(self.chat_id, self.message_id, emoji)
 
     async def whisper(self, text: str) -> None:
         """A private message to the speaker; Telegram only allows it once they have started
         a chat with the bot, else the notice is a reply in the group."""
-        user = self.native.from_user
-        if self.native.chat.type == ChatType.PRIVATE or user is None:
+        if self.private or self.user_id is None:
             await super().whisper(text)
             return
+        user = self.user_id
         try:
             for part in split_text(text, self.limit):
-                await _call(
-                    "whispering", lambda p=part: self.native.get_bot().send_message(user.id, p)
-                )
+                await _call("whispering", lambda p=part: self.bot.send_message(user, p))
         except TelegramError:
             await super().whisper(text)
 
@@ -335,7 +393,7 @@ class TelegramAdapter(PlatformAdapter):
             .token(token)
             .base_url(f"{base}/bot")
             .base_file_url(f"{base}/file/bot")
-            .get_updates_request(UpdatesRequest(self._screen))
+            .get_updates_request(UpdatesRequest(self._screen, self._confirmable))
             .concurrent_updates(True)  # the core keeps each conversation in order
             .build()
         )
@@ -347,6 +405,9 @@ class TelegramAdapter(PlatformAdapter):
         self._runner: web.AppRunner | None = None
         self.webhook_port = 0
         self._wrong_secrets = Knocks("telegram webhook call(s) with a wrong secret")
+        self._unconfirmed: set[int] = set()
+        """Updates fetched by polling and not yet accepted by the bot (or skipped)."""
+        self._handed_over = asyncio.Condition()
 
     @property
     def me(self) -> User:
@@ -456,8 +517,9 @@ class TelegramAdapter(PlatformAdapter):
                 key, what = hashlib.sha256(body).hexdigest(), "a webhook body"
             await self.skipped(key, f"{what}: {why}", count_event=True)
             return web.Response(status=400, text="not an update\n")
-        if self.seen.first_time(f"update/{update.update_id}"):
-            await self.app.update_queue.put(update)
+        # Answered 200 once the bot has accepted the message (in its inbox): a process
+        # killed before that gets it again from Telegram.
+        await self._on_update(update, None)
         return web.Response()
 
     async def _screen(self, updates: list[Any]) -> list[JSONDict]:
@@ -469,12 +531,14 @@ class TelegramAdapter(PlatformAdapter):
             update, why = read_update(data, self.app.bot)
             if update is not None:
                 screened.append(data)
+                self._unconfirmed.add(update.update_id)
                 continue
             update_id = data.get("update_id") if isinstance(data, dict) else None
             if usable_update_id(update_id):
                 what = f"update {update_id} ({update_kinds(data)}): {why}"
                 await self.skipped(f"update/{update_id}", what)
                 screened.append({"update_id": update_id})  # counted when PTB hands it over
+                self._unconfirmed.add(update_id)
             else:
                 try:
                     key = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
@@ -486,13 +550,23 @@ class TelegramAdapter(PlatformAdapter):
             raise NetworkError("no update in the answer to getUpdates can be confirmed")
         return screened
 
-    async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE | None) -> None:
         await self.received()
-        if not isinstance(update, Update) or update.message is None:
+        if not isinstance(update, Update):
             return
         try:
+            await self._take(update)
+        finally:
+            await self._accepted(update.update_id)
+
+    async def _take(self, update: Update) -> None:
+        if update.message is None:
+            return
+        if not self.seen.first_time(f"update/{update.update_id}"):
+            return  # a webhook delivering it again while it is accepted
+        try:
             message = to_message(update.message, self.me)
-            channel = TelegramChannel(update.message)
+            channel = TelegramChannel.of(update.message)
         except Exception as error:  # what PTB parsed is not what a turn needs
             why = (
                 f"its {error.args[0]} is not what the Bot API sends"
@@ -503,6 +577,37 @@ class TelegramAdapter(PlatformAdapter):
             await self.skipped(f"update/{update.update_id}", what)
             return
         await self.deliver(message, channel)
+
+    async def _accepted(self, update_id: int) -> None:
+        async with self._handed_over:
+            self._unconfirmed.discard(update_id)
+            self._handed_over.notify_all()
+
+    async def _confirmable(self) -> None:
+        """Wait until every update fetched so far has been accepted or skipped: the next
+        ``getUpdates`` confirms them to Telegram. Past ``CONFIRM_WAIT_S`` (the bot's
+        database has been failing that long) they are confirmed anyway, with a warning,
+        rather than hold up every later message for ever."""
+        if not self._unconfirmed:
+            return
+        async with self._handed_over:
+            try:
+                await asyncio.wait_for(
+                    self._handed_over.wait_for(lambda: not self._unconfirmed), CONFIRM_WAIT_S
+                )
+            except TimeoutError:
+                log.warning(
+                    "telegram: %d update(s) not accepted after %g s; confirming them anyway",
+                    len(self._unconfirmed),
+                    CONFIRM_WAIT_S,
+                )
+                self._unconfirmed.clear()
+
+    def recovered_channel(self, message: Message, shown: Shown | None) -> TelegramChannel:
+        channel = TelegramChannel.again(self.app.bot, message)
+        if shown is not None:
+            channel.resume(shown)
+        return channel
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: error handling an update", exc_info=context.error)

@@ -73,10 +73,17 @@ def place_of(user: str) -> Place:
 class WebChannel:
     """One turn's answers, sent to the browser that asked."""
 
-    def __init__(self, socket: web.WebSocketResponse) -> None:
+    def __init__(self, socket: web.WebSocketResponse, receipt: str = "") -> None:
         self.socket = socket
+        self._receipt = receipt
+        """The id of the message this channel answers, until its receipt is sent."""
 
     async def _send(self, frame: dict[str, Any]) -> None:
+        if self._receipt:  # the turn's first frame: the message was accepted before it
+            await self.received()
+        await self._frame(frame)
+
+    async def _frame(self, frame: dict[str, Any]) -> None:
         if self.socket.closed:
             return  # the tab was closed: the turn still finishes and is stored
         with contextlib.suppress(ConnectionError, RuntimeError):
@@ -96,7 +103,14 @@ class WebChannel:
 
     async def error(self, text: str) -> None:
         """A frame that could not be taken (the connection stays open)."""
-        await self._send({"type": "error", "text": text})
+        await self._frame({"type": "error", "text": text})
+
+    async def received(self) -> None:
+        """The receipt: the bot has the message (in its inbox) and will answer it; sent
+        once, before anything the turn sends."""
+        receipt, self._receipt = self._receipt, ""
+        if receipt:
+            await self._frame({"type": "received", "id": receipt})
 
     async def history(self, turns: list[tuple[str, str]]) -> None:
         frame = [{"role": role, "text": text} for role, text in turns]
@@ -116,6 +130,7 @@ class WebAdapter(PlatformAdapter):
         self._runner: web.AppRunner | None = None
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._ids = count(1)
+        self._run = secrets.token_hex(4)
         self._stopping = False
         self._phase = asyncio.Event()
         """Set once the bot has started, or intake has stopped (whichever comes first)."""
@@ -319,11 +334,11 @@ class WebAdapter(PlatformAdapter):
             Speaker(PLATFORM, user, "you"),
             place_of(user),
             text,
-            id=str(next(self._ids)),
+            id=f"{self._run}-{next(self._ids)}",  # unique across restarts (the inbox's key)
             mentions_bot=True,
         )
         # the next frame is read while this one is answered; the bot keeps their order
-        self._spawn(self._take(message, channel, opened))
+        self._spawn(self._take(message, WebChannel(socket, receipt=message.id), opened))
 
     async def _take(
         self, message: Message, channel: WebChannel, opened: asyncio.Task[None]
@@ -332,7 +347,8 @@ class WebAdapter(PlatformAdapter):
         with contextlib.suppress(Exception):  # the history's own failure is logged there
             await asyncio.shield(opened)
         if await self._until_started():
-            await self.deliver(message, channel)
+            if await self.deliver(message, channel):
+                await channel.received()
         elif self._stopping:
             await channel.error("the bot is shutting down")
         else:

@@ -121,7 +121,9 @@ async def test_the_page_and_a_streamed_reply(
     assert "HttpOnly" in browser.set_cookie and "SameSite=Strict" in browser.set_cookie
     await browser.send({"text": "hello there"})
     frames = await browser.frames_until("reply")
-    assert frames[0] == {"type": "typing"}
+    # the receipt (the bot has it, in its inbox), then the turn's frames
+    assert frames[0]["type"] == "received" and frames[0]["id"]
+    assert frames[1] == {"type": "typing"}
     pieces = [f["text"] for f in frames if f["type"] == "piece"]
     assert len(pieces) >= 2 and "".join(pieces).strip() == "echo: hello there"
     assert frames[-1] == {
