@@ -36,6 +36,11 @@ from core.types import Attachment, Message, Place, PlaceKind, Speaker
 
 log = logging.getLogger(__name__)
 
+CATCH_UP_PLACES = 200
+"""At most this many places (the most recently active) are read on reconnecting..."""
+CATCH_UP_MESSAGES = 50
+"""...and at most this many messages in each."""
+
 PLATFORM = "discord"
 LIMIT = 2000
 TOKEN = re.compile(r"[\w-]{20,}\.[\w-]{4,}\.[\w-]{20,}")
@@ -394,6 +399,7 @@ class DiscordAdapter(PlatformAdapter):
         )
         self.client.on_message = self._on_message  # type: ignore[attr-defined]
         self.client.on_interaction = self._on_interaction  # type: ignore[attr-defined]
+        self.client.on_ready = self._on_ready  # type: ignore[attr-defined]
         self._guard_interaction_parser()
         self._connection: asyncio.Task[None] | None = None
         self._registering: asyncio.Task[None] | None = None
@@ -467,6 +473,43 @@ class DiscordAdapter(PlatformAdapter):
         else:
             log.info("discord: connected as %s", self.client.user)
 
+    async def _on_ready(self) -> None:
+        """A new gateway session (the first, or after a reconnect that could not resume,
+        which replays nothing): catch up on what was missed meanwhile."""
+        if self.bot is not None and self.settings.discord_catch_up_s > 0:
+            self._spawn(self._catch_up(self.bot))
+
+    async def _catch_up(self, bot: BotCore) -> None:
+        """Discord keeps no queue for a bot that is away: read each recent place's history
+        after the last message accepted there and hand over what the bot never had (what
+        it had is recognised by the inbox and not answered twice)."""
+        me = self.client.user
+        if me is None:
+            return
+        read = 0
+        places = await bot.last_seen(
+            PLATFORM, within_s=self.settings.discord_catch_up_s, limit=CATCH_UP_PLACES
+        )
+        for channel_id, last_id in places:
+            try:
+                target = int(channel_id)
+                channel = self.client.get_channel(target) or await self.client.fetch_channel(target)
+                if not isinstance(channel, discord.abc.Messageable):
+                    continue
+                async for native in channel.history(
+                    after=discord.Object(int(last_id)),
+                    limit=CATCH_UP_MESSAGES,
+                    oldest_first=True,
+                ):
+                    if native.author.id == me.id:
+                        continue
+                    read += 1
+                    await self.deliver(to_message(native, me), DiscordChannel(native))
+            except (discord.HTTPException, aiohttp.ClientError, OSError, ValueError) as error:
+                log.warning("discord: could not catch up in a channel: %s", error)
+        if read:
+            log.info("discord: caught up on %d message(s) sent while away", read)
+
     async def _on_message(self, native: discord.Message) -> None:
         await self.received()
         me = self.client.user
@@ -538,8 +581,7 @@ class DiscordAdapter(PlatformAdapter):
         # No await before the turn is handed in (the channel defers beside it): the turn
         # is the bot's as soon as the event is counted, as for a message.
         channel = InteractionChannel(interaction, ephemeral=interaction.guild_id is not None)
-        await self.deliver(message, channel)
-        await channel.finish()
+        await self.deliver(message, channel, then=channel.finish)
 
     async def _autocomplete(self, interaction: discord.Interaction[Any]) -> None:
         if self.bot is None or not self.accepting:

@@ -144,6 +144,8 @@ class FakeDiscord(LoopbackServer):
     identifies: list[dict[str, Any]] = field(default_factory=list)
     resumes: int = 0
     rate_limit_next: int = 0
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Each channel's messages, as its history gives them (what the bot missed)."""
     refuse_commands: bool = False
     """Answer the commands' registration with an error, as for a bad command."""
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
@@ -355,6 +357,16 @@ class FakeDiscord(LoopbackServer):
         return any(c.method == "DELETE" and c.path == path for c in self.calls)
 
     # --- the server ----------------------------------------------------------------------
+    def _history(self, channel: str, query: Any) -> list[dict[str, Any]]:
+        """As Discord answers ``after``: the oldest ``limit`` messages after it, newest first."""
+        after = int(query.get("after", 0))
+        limit = int(query.get("limit", 50))
+        kept = sorted(
+            (m for m in self.history.get(channel, []) if int(m["id"]) > after),
+            key=lambda m: int(m["id"]),
+        )
+        return list(reversed(kept[:limit]))
+
     async def _send(self, socket: web.WebSocketResponse, event: str, data: Any) -> None:
         frame = {"op": 0, "t": event, "s": next(self._seq), "d": data}
         await socket.send_str(json.dumps(frame))
@@ -443,6 +455,10 @@ class FakeDiscord(LoopbackServer):
             return _json({"url": self.gateway, "shards": 1, "session_start_limit": limits})
         self.calls.append(call)
         await self._notify()
+        if request.method == "GET" and path.endswith("/messages"):  # a channel's history
+            return _json(self._history(path.split("/")[2], request.query))
+        if request.method == "GET" and path == f"/channels/{DM_CHANNEL}":
+            return _json({"id": DM_CHANNEL, "type": 1, "recipients": [user(1)]})
         if path.endswith("/typing") or "/reactions/" in path:
             return web.Response(status=204)
         if path.endswith("/messages") or request.method == "PATCH":

@@ -28,7 +28,7 @@ from core.commands import Command, CommandTable, Param, Permission, Rest, comman
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Message, PlaceKind
-from tests.adapters.conftest import Platform, Running
+from tests.adapters.conftest import Platform, Running, platform_harness
 from tests.adapters.fake_discord import (
     APP_ID,
     AUTOCOMPLETE,
@@ -536,10 +536,10 @@ def _recording(adapter: DiscordAdapter) -> list[Message]:
     seen: list[Message] = []
     deliver = adapter.deliver
 
-    async def recording(message: Message | None, channel: Any) -> None:
+    async def recording(message: Message | None, channel: Any, **then: Any) -> bool:
         if message is not None:
             seen.append(message)
-        await deliver(message, channel)
+        return await deliver(message, channel, **then)
 
     adapter.deliver = recording  # type: ignore[method-assign]
     return seen
@@ -685,3 +685,27 @@ async def test_a_malformed_interaction_is_dropped_and_the_adapter_goes_on(
     assert server.texts() == ["echo: still there?"]
     assert server.answers(fine)[0].startswith("/forget [confirm]")
     assert len(server.identifies) == 1 and server.resumes == 0  # the same connection
+
+
+async def test_what_was_missed_while_away_is_answered_on_reconnecting(
+    tmp_path: Path, server: FakeDiscord, platform: Platform[DiscordAdapter, FakeDiscord]
+) -> None:
+    settings = discord_settings(tmp_path, server)
+    async with platform_harness(platform, server, settings) as before:
+        answered = server.message("hello there", channel=DM_CHANNEL, guild=False)
+        await server.dispatch("MESSAGE_CREATE", answered)
+        await before.settle(pushed=1)
+    # Discord keeps no queue: what the person wrote while the bot was away is only in the
+    # channel's history (with what was answered before, and the bot's own reply)
+    missed = [
+        server.message(text, channel=DM_CHANNEL, guild=False)
+        for text in ("are you there?", "hello?")
+    ]
+    own = server.message("echo: hello there", author=BOT_USER, channel=DM_CHANNEL, guild=False)
+    server.history[DM_CHANNEL] = [answered, own, *missed]
+    async with platform_harness(platform, server, settings) as after:
+        await server.wait(lambda: len(server.texts()) >= 3)
+        await after.bot.settle()
+        assert server.texts() == ["echo: hello there", "echo: are you there?", "echo: hello?"]
+        reads = [c for c in server.calls if c.method == "GET" and c.path.endswith("/messages")]
+        assert [c.path for c in reads] == [f"/channels/{DM_CHANNEL}/messages"]  # once, the DM
