@@ -10,6 +10,8 @@ from typing import Any, TypeAlias
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from adapters.slack_adapter import EVENTS_PATH, SlackAdapter, to_message
@@ -363,3 +365,48 @@ async def test_http_mode_refuses_what_it_cannot_read_without_500s_or_tracebacks(
     assert SIGNING_SECRET not in text and BOT_TOKEN not in text
     assert len([r for r in records if "without a valid signature" in r.getMessage()]) == 1
     assert len([r for r in records if "slack: skipped" in r.getMessage()]) == adapter.malformed
+
+
+_leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+_FIELDS = ["type", "event", "event_id", "team_id", "channel", "user", "text", "ts", "payload"]
+_json = st.recursive(
+    _leaves,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(_FIELDS) | st.text(max_size=6), inner, max_size=5)
+    ),
+    max_leaves=24,
+)
+_bodies = (
+    st.dictionaries(
+        st.sampled_from(_FIELDS[:3]), st.sampled_from(["event_callback", "message"]) | _json
+    )
+    | _json
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(content=_bodies)
+@pytest.mark.parametrize("running", ["http"], indirect=True)
+async def test_random_signed_bodies_get_no_5xx_and_the_next_message_is_answered(
+    running: Slack, caplog: pytest.LogCaptureFixture, content: Any
+) -> None:
+    caplog.set_level(logging.WARNING)
+    server, adapter = running.server, running.adapter
+    url = f"http://127.0.0.1:{adapter.http_port}{EVENTS_PATH}"
+    body = json.dumps(content).encode()
+    good_text = f"after {len(server.texts())}"
+    good = json.dumps(dm(server, good_text)).encode()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data=body, headers=signed(body)) as response:
+            assert response.status < 500
+        async with http.post(url, data=good, headers=signed(good)) as response:
+            assert response.status == 200
+    await server.wait(lambda: f"echo: {good_text}" in server.texts())
+    records = [r for r in caplog.records if r.name.startswith(("adapters", "slack", "core"))]
+    assert not [r for r in records if r.exc_info or r.levelno >= logging.ERROR]
