@@ -168,6 +168,7 @@ class Bot:
             raise
         bot = cls(settings, profile, store, generator, embedder, emotions)
         try:
+            await bot.inbox.start()
             await bot.access.load()
             await bot.plugin_host.start()
         except BaseException:
@@ -393,6 +394,7 @@ class Bot:
             if self.emotions is not None:
                 await self.emotions.reader.close()
         finally:
+            self.inbox.close()
             await self.store.close()
 
     async def __aenter__(self) -> Bot:

@@ -163,3 +163,25 @@ async def test_the_records_of_answered_messages_are_pruned(tmp_path: Path) -> No
             await db.execute("UPDATE inbox SET updated_at = updated_at - 7200")
         assert await bot.inbox.prune(older_than_s=3600) == 1  # the done one only
         assert await _left(bot) == ["pending"]
+
+
+async def test_a_shown_reply_is_on_record_at_once_and_a_torn_line_is_skipped(
+    tmp_path: Path,
+) -> None:
+    async with testing.open_bot(tmp_path) as bot:
+        entry = await bot.inbox.accept(_numbered("tell me a story", 4))
+        assert entry is not None
+        journal = bot.inbox.journal
+        await bot.inbox.shown(entry, "m-1", "Once upon")
+        assert journal.read() == {entry: Shown("m-1", "Once upon")}
+        await bot.inbox.shown(entry, "m-1", "Once upon a time")
+        with journal.path.open("a") as file:
+            file.write('[99, "m-7", "a line cut sh')  # a crash mid-write
+        assert journal.read() == {entry: Shown("m-1", "Once upon a time")}
+        # the process dies here: the journal is all that knows the reply's message
+    async with testing.open_bot(tmp_path) as bot:
+        channels = Channels()
+        await bot.resume(PLATFORM, channels)
+        await bot.idle()
+        assert channels.made[0][1] == Shown("m-1", "Once upon a time")
+        assert bot.inbox.journal.read() == {}  # folded into the row, emptied once done
