@@ -309,6 +309,7 @@ class Bot:
         while self._arriving or len(self._order):
             await asyncio.gather(*self._arriving)
             await self._order.drain()
+        await self.inbox.flush()  # what was answered is marked so in the database
 
     async def settle(self) -> None:
         """Wait until every turn accepted so far and the background work they started

@@ -7,12 +7,14 @@ start. A row goes
 
     pending  --(the turn's message and reply committed)-->  stored  --(sent)-->  done
 
-and its text is dropped when it is done; the row itself stays a day (``inbox_dedupe_s``)
+("sent" is put on record at once in the :class:`Journal` and reaches the row a moment
+later, many rows at once), and its text is dropped when it is done; the row itself stays
+a day (``inbox_dedupe_s``)
 as the record that this platform message id was answered, so that a platform delivering
 it again after a restart does not get it answered twice.
 
 While a reply streams, the platform's id of the message showing it and the text shown so
-far are kept on record (:meth:`Inbox.shown`, in the :class:`ShownJournal`, folded into the
+far are kept on record (:meth:`Inbox.shown`, in the :class:`Journal`, folded into the
 row on start): after a crash that message is finished (edited to the whole reply), never
 left half-shown with no record.
 
@@ -28,6 +30,7 @@ ids needed to answer it; it is the person's data like any other: /forget erases 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -35,6 +38,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -114,34 +118,48 @@ def load_message(text: str) -> Message:
     )
 
 
-class ShownJournal:
-    """Where a streamed reply's record goes the moment it is shown: an append-only file,
-    one JSON line a record, each written with one ``write()`` before anything else can run.
+class Journal:
+    """What must be on record the moment it happens, faster than a database commit: an
+    append-only file beside the database, one JSON line a record, each written with one
+    ``write()`` before anything else can run. Two kinds of record:
 
-    The record must exist as soon as the platform has the message, or a kill in between
-    leaves that message half-shown with nobody knowing its id. A database commit queues
-    behind every turn's reads and writes (tens of milliseconds under load, measured by the
-    kill drill); a ``write()`` to the page cache takes microseconds and survives the
-    process being killed (a power cut can lose the last lines, as with any file not yet
-    synced). On start the records are folded into the inbox rows and the file emptied; it
-    is emptied again whenever no reply is streaming, so a reply's text stays in it no
-    longer than that reply streams. The text is sealed (encrypted when a key is set).
+    - *shown*: a streamed reply's platform message id and text, as soon as the platform
+      has returned the id. Until then a kill leaves that message half-shown with nobody
+      knowing its id, and a database commit queues behind every turn's reads and writes
+      (tens of milliseconds under load: the kill drill left 16 replies of 20 kills
+      half-shown in that gap);
+    - *answered*: the reply was sent. The database learns it a moment later, many at once
+      (:meth:`Inbox.done`), so a turn costs no commit of its own for it.
+
+    A ``write()`` reaches the page cache in microseconds and survives the process being
+    killed (a power cut can lose the last lines, as with any file not yet synced: then a
+    reply may be sent again). On start the records are folded into the inbox rows and the
+    file emptied; it is emptied again whenever nothing in it is still needed, so a
+    reply's text stays in it no longer than the reply streams. Text is sealed (encrypted
+    when a key is set).
     """
 
     def __init__(self, path: Path, store: Store) -> None:
         self.path = path
         self.store = store
         self.live: set[int] = set()
-        """Entries recorded and not finished."""
+        """Entries with records the database does not have yet."""
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
-    def record(self, entry: int, message_id: str, text: str) -> None:
-        line = json.dumps([entry, message_id, self.store.privacy.cipher.seal(text)]) + "\n"
-        os.write(self._fd, line.encode())
+    def _write(self, record: list[object]) -> None:
+        os.write(self._fd, (json.dumps(record) + "\n").encode())
+
+    def shown(self, entry: int, message_id: str, text: str) -> None:
+        self._write(["shown", entry, message_id, self.store.privacy.cipher.seal(text)])
         self.live.add(entry)
 
-    def finish(self, entry: int) -> None:
-        self.live.discard(entry)
+    def answered(self, entry: int) -> None:
+        self._write(["answered", entry])
+        self.live.add(entry)
+
+    def settled(self, entries: Iterable[int]) -> None:
+        """The database has what the records of ``entries`` say (or no longer needs it)."""
+        self.live.difference_update(entries)
         if not self.live:
             self.clear()
 
@@ -150,19 +168,24 @@ class ShownJournal:
         self.live.clear()
         os.ftruncate(self._fd, 0)
 
-    def read(self) -> dict[int, Shown]:
-        """The last record of each entry in the file (a line cut short by a crash is
-        skipped)."""
-        latest: dict[int, Shown] = {}
+    def read(self) -> tuple[dict[int, Shown], set[int]]:
+        """The last shown reply of each entry, and the entries answered (a line cut short
+        by a crash is skipped)."""
+        shown: dict[int, Shown] = {}
+        answered: set[int] = set()
         open_ = self.store.privacy.cipher.open
         with contextlib.suppress(FileNotFoundError), self.path.open(encoding="utf-8") as lines:
             for line in lines:
                 try:
-                    entry, message_id, sealed = json.loads(line)
-                    latest[int(entry)] = Shown(str(message_id), open_(sealed))
+                    kind, entry, *rest = json.loads(line)
+                    if kind == "shown":
+                        message_id, sealed = rest
+                        shown[int(entry)] = Shown(str(message_id), open_(sealed))
+                    elif kind == "answered":
+                        answered.add(int(entry))
                 except Exception:  # torn by a crash, or sealed with another key
                     continue
-        return latest
+        return shown, answered
 
     def close(self) -> None:
         os.close(self._fd)
@@ -175,19 +198,24 @@ class Inbox:
         self.store = store
         self.bot = bot
         self.worker = worker
-        self.journal = ShownJournal(store.path.with_name("inbox-shown.log"), store)
+        self.journal = Journal(store.path.with_name("inbox-journal.log"), store)
+        self._answered: set[int] = set()
+        """Sent, on record in the journal, not yet marked done in the database."""
+        self._marking: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Fold what the shown-reply journal holds into the unfinished rows, then empty it."""
-        records = self.journal.read()
-        if records:
+        """Fold what the journal holds into the rows (a crash left it), then empty it."""
+        shown, answered = self.journal.read()
+        if shown:
             async with self.store.transaction() as db:
-                for entry, shown in records.items():
+                for entry, record in shown.items():
                     await db.execute(
                         "UPDATE inbox SET shown_id = ?, shown_text = ? WHERE id = ?"
                         " AND state != 'done'",
-                        (shown.message_id, self.store.privacy.cipher.seal(shown.text), entry),
+                        (record.message_id, self.store.privacy.cipher.seal(record.text), entry),
                     )
+        if answered:
+            await self._mark_done(answered)
         self.journal.clear()
 
     def close(self) -> None:
@@ -276,17 +304,47 @@ class Inbox:
     async def shown(self, entry: int, message_id: str, text: str) -> None:
         """The reply being streamed shows ``text`` in the platform message ``message_id``:
         on record at once, in the journal (before this coroutine first yields)."""
-        self.journal.record(entry, message_id, text)
+        self.journal.shown(entry, message_id, text)
 
     async def done(self, entry: int) -> None:
-        """Answered: the text goes; the row stays as the record of the message id."""
+        """Answered: on record at once (the journal); the database marks it done (its text
+        dropped, the row kept as the record of the message id) a moment later, together
+        with the others answered meanwhile (:meth:`flush` waits for that)."""
+        self.journal.answered(entry)
+        self._answered.add(entry)
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.get_running_loop().create_task(self._mark_answered())
+
+    async def flush(self) -> None:
+        """Wait until every answered message is marked done in the database."""
+        while self._marking is not None and not self._marking.done():
+            await asyncio.shield(self._marking)
+        if self._answered:  # the last attempt failed: once more, now
+            await self._mark_answered()
+
+    async def _mark_answered(self) -> None:
+        await asyncio.sleep(0)  # the turns finishing at the same moment come along
+        while self._answered:
+            entries = set(self._answered)  # kept there until marked (see unfinished)
+            try:
+                await self._mark_done(entries)
+            except Exception:  # the journal still has them; tried again with the next
+                log.exception("inbox: could not mark %d answered message(s) done", len(entries))
+                return
+            self._answered -= entries
+
+    async def _mark_done(self, entries: set[int]) -> None:
+        ordered = sorted(entries)
         async with self.store.transaction() as db:
-            await db.execute(
-                "UPDATE inbox SET state = 'done', message = NULL, shown_text = NULL,"
-                " worker = '', lease_until = NULL, updated_at = ? WHERE id = ?",
-                (time.time(), entry),
-            )
-        self.journal.finish(entry)
+            for at in range(0, len(ordered), 500):  # within SQLite's limit of parameters
+                chunk = ordered[at : at + 500]
+                await db.execute(
+                    "UPDATE inbox SET state = 'done', message = NULL, shown_text = NULL,"
+                    " worker = '', lease_until = NULL, updated_at = ?"
+                    f" WHERE id IN ({','.join('?' * len(chunk))})",
+                    (time.time(), *chunk),
+                )
+        self.journal.settled(entries)
 
     async def unfinished(self, platform: str) -> list[Entry]:
         """What ``platform``'s messages left unfinished (a stop or a crash), oldest first;
@@ -300,6 +358,8 @@ class Inbox:
         open_ = self.store.privacy.cipher.open
         entries: list[Entry] = []
         for entry, state, sealed, shown_id, shown_text, received_at, reply in rows:
+            if entry in self._answered:  # answered just now; the database is told soon
+                continue
             try:
                 message = load_message(open_(sealed))
             except Exception as error:  # another key, or a row written by hand

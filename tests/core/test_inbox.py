@@ -61,6 +61,9 @@ def test_a_message_survives_its_json() -> None:
 async def test_an_answered_message_is_done_and_its_text_gone(tmp_path: Path) -> None:
     async with testing.open_bot(tmp_path) as bot:
         assert await testing.answer(bot, "hello") == "echo: hello"
+        assert bot.inbox.journal.read() == ({}, {1})  # answered: on record at once
+        await bot.idle()  # and marked done in the database a moment later
+        assert bot.inbox.journal.read() == ({}, set())
         row = await bot.store.row("SELECT state, message, shown_text FROM inbox")
         assert row is not None and tuple(row) == ("done", None, None)
         # what is not to be answered is not written down at all
@@ -173,15 +176,15 @@ async def test_a_shown_reply_is_on_record_at_once_and_a_torn_line_is_skipped(
         assert entry is not None
         journal = bot.inbox.journal
         await bot.inbox.shown(entry, "m-1", "Once upon")
-        assert journal.read() == {entry: Shown("m-1", "Once upon")}
+        assert journal.read() == ({entry: Shown("m-1", "Once upon")}, set())
         await bot.inbox.shown(entry, "m-1", "Once upon a time")
         with journal.path.open("a") as file:
-            file.write('[99, "m-7", "a line cut sh')  # a crash mid-write
-        assert journal.read() == {entry: Shown("m-1", "Once upon a time")}
+            file.write('["shown", 99, "m-7", "a line cut sh')  # a crash mid-write
+        assert journal.read() == ({entry: Shown("m-1", "Once upon a time")}, set())
         # the process dies here: the journal is all that knows the reply's message
     async with testing.open_bot(tmp_path) as bot:
         channels = Channels()
         await bot.resume(PLATFORM, channels)
         await bot.idle()
         assert channels.made[0][1] == Shown("m-1", "Once upon a time")
-        assert bot.inbox.journal.read() == {}  # folded into the row, emptied once done
+        assert bot.inbox.journal.read() == ({}, set())  # folded into the row, then emptied
