@@ -110,8 +110,13 @@ async def interactive(bot: Bot, *, user: str, channel: str | None = None) -> Non
         out.flush()
 
     bot.connect(PLATFORM, unprompted)
-    # what was said before the terminal was killed, answered first
-    await bot.resume(PLATFORM, lambda message, shown: TerminalChannel(out, bot.profile.name))
+
+    def again(message: Message, shown: object) -> TerminalChannel:
+        out.write(f"(before it stopped, you said: {message.text})\n")
+        return TerminalChannel(out, bot.profile.name)
+
+    # what was said before the terminal was stopped or killed, answered first
+    await bot.resume(PLATFORM, again)
     await bot.idle()
     while True:
         try:

@@ -35,6 +35,21 @@ async def test_interactive_session(bot: Bot, monkeypatch: pytest.MonkeyPatch) ->
     assert (bot.settings.data_dir / "console_history").parent.is_dir()
 
 
+async def test_what_was_left_unanswered_is_answered_first(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the terminal was killed after the line was taken in, before the answer
+    await bot.inbox.accept(console.make_message("are you still there?", user="alice"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("/quit\n"))
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    await console.interactive(bot, user="alice")
+    assert (
+        "(before it stopped, you said: are you still there?)\n"
+        "companion> echo: are you still there?\n"
+    ) in out.getvalue()
+
+
 async def test_interactive_session_ends_on_eof(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("one\n"))
     monkeypatch.setattr(sys, "stdout", io.StringIO())
