@@ -165,6 +165,7 @@ class Settings(BaseSettings):
     discord_catch_up_s: float = Field(
         default=86400.0,
         ge=0,
+        le=30 * 86400,  # core.storage.inbox.CURSOR_KEPT_S
         description="Discord does not deliver again what the bot missed while away: on"
         " (re)connecting it reads the DMs and channels it was addressed in during this many"
         " seconds, from the last message it had, and answers what it missed (0: off).",

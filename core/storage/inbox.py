@@ -48,6 +48,9 @@ from core.types import Attachment, Message, Place, PlaceKind, Speaker
 
 log = logging.getLogger(__name__)
 
+CURSOR_KEPT_S = 30 * 86400.0
+"""How long the last message accepted in a place is kept (catching up reaches no further)."""
+
 WORKER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 """This process, as the inbox rows it holds name it."""
 
@@ -387,10 +390,13 @@ class Inbox:
         return entries
 
     async def prune(self, older_than_s: float) -> int:
-        """Delete the records of messages answered more than ``older_than_s`` ago."""
+        """Delete the records of messages answered more than ``older_than_s`` ago, and the
+        places where nothing was accepted for :data:`CURSOR_KEPT_S`."""
+        now = time.time()
         async with self.store.transaction() as db:
             cursor = await db.execute(
                 "DELETE FROM inbox WHERE state = 'done' AND updated_at < ?",
-                (time.time() - older_than_s,),
+                (now - older_than_s,),
             )
+            await db.execute("DELETE FROM cursors WHERE seen_at < ?", (now - CURSOR_KEPT_S,))
         return cursor.rowcount
