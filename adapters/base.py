@@ -243,6 +243,10 @@ class EditingChannel(abc.ABC, Generic[Handle]):
     async def _show(self, text: str) -> None:
         try:
             if self._handle is None:
+                # The platform has the message before its id comes back: what is being
+                # posted is on record first (no id yet), so that a crash in between does
+                # not leave it on screen unknown.
+                await self._keep_on_record(text, posting=True)
                 self._handle = await self.post(text, first=True)
             else:
                 await self.edit(self._handle, text)
@@ -253,12 +257,14 @@ class EditingChannel(abc.ABC, Generic[Handle]):
             return
         await self._keep_on_record(text)
 
-    async def _keep_on_record(self, text: str) -> None:
-        """The posted message (:attr:`_handle`) now shows ``text``: keep that on record."""
-        if self._on_shown is None or self._handle is None:
+    async def _keep_on_record(self, text: str, *, posting: bool = False) -> None:
+        """The posted message (:attr:`_handle`) now shows ``text`` (``posting``: is about
+        to, its id not known yet): keep that on record."""
+        if self._on_shown is None or (self._handle is None and not posting):
             return
+        message_id = "" if posting or self._handle is None else self.handle_id(self._handle)
         try:
-            await self._on_shown(self.handle_id(self._handle), text)
+            await self._on_shown(message_id, text)
         except Exception:  # the reply goes on; only its record after a crash is missing
             log.warning("could not keep the streamed reply on record", exc_info=True)
 

@@ -165,6 +165,7 @@ class SlackChannel(EditingChannel[str]):
 
     async def typing(self) -> None:
         if self._handle is None:
+            await self._keep_on_record(self.placeholder, posting=True)
             try:
                 self._handle = await self.post(self.placeholder, first=True)
                 self._shown = self.placeholder

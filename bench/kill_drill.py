@@ -111,6 +111,11 @@ class Figures:
     lost: int = 0
     doubled: int = 0
     half_shown: int = 0
+    half_shown_unrecorded: int = 0
+    reported_posting: int = 0
+    """Replies the bot reported, on restarting, as being posted when it was killed."""
+    """Half-shown replies beyond those the bot reported on restarting (its warning that a
+    reply was being posted when it stopped): ones nobody knows of."""
     out_of_order: int = 0
     integrity_failures: int = 0
     unfinished_at_kills: int = 0
@@ -265,6 +270,10 @@ class Drill:
         for _, text in shown.values():
             if text.startswith("Re ") and text not in whole:
                 figures.half_shown += 1
+        log = (self.folder / "bot.log").read_text(errors="replace")
+        reported = log.count("was being posted when the bot stopped")
+        figures.reported_posting = reported
+        figures.half_shown_unrecorded = max(0, figures.half_shown - reported)
         figures.integrity_failures = sum(1 for result in self.integrity if result != "ok")
         figures.unfinished_at_kills = self.unfinished
         figures.streaming_at_kills = self.streaming

@@ -240,6 +240,14 @@ class Bot:
         entries = await self.inbox.unfinished(platform)
         now = time.time()
         for entry in entries:
+            if entry.shown is not None and not entry.shown.message_id:
+                log.warning(
+                    "%s: the reply to message %d was being posted when the bot stopped: its"
+                    " first part may be on screen (the platform did not say where); the whole"
+                    " reply is posted anew",
+                    platform,
+                    entry.id,
+                )
             channel = channel_for(entry.message, entry.shown)
             key = entry.message.place.conversation
             if entry.state == "stored":

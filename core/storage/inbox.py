@@ -369,7 +369,8 @@ class Inbox:
                 log.error("inbox: cannot read message %d (%s); dropped", entry, error)
                 await self.done(entry)
                 continue
-            shown = Shown(shown_id, open_(shown_text)) if shown_id and shown_text else None
+            # shown_id '' with a text: it was being posted, its id never came back
+            shown = Shown(shown_id, open_(shown_text)) if shown_text is not None else None
             entries.append(
                 Entry(
                     entry,

@@ -184,8 +184,9 @@ async def test_a_streamed_reply_is_kept_on_record_and_finished_after_a_restart(
     channel.keep_shown(record)
     await channel.stream("a reply half way")
     await channel.wait_for(("post", "a reply half way"))
-    # what a crash now leaves: the message's id and the text it shows
-    assert kept == [("1", "a reply half way")]
+    # on record before it is posted (no id yet), then the message's id and the text it
+    # shows: what a crash now leaves
+    assert kept == [("", "a reply half way"), ("1", "a reply half way")]
     # after the restart, the same message is edited to the whole reply, not posted again
     again = Recording()
     again.handle_from_id = lambda message_id: int(message_id)  # type: ignore[method-assign]
