@@ -19,7 +19,7 @@ from core import testing
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import PlaceKind
-from tests.adapters.conftest import Platform, Running
+from tests.adapters.conftest import Platform, Running, platform_harness
 from tests.adapters.fake_slack import (
     APP_TOKEN,
     BOT_ID,
@@ -410,3 +410,23 @@ async def test_random_signed_bodies_get_no_5xx_and_the_next_message_is_answered(
     await server.wait(lambda: f"echo: {good_text}" in server.texts())
     records = [r for r in caplog.records if r.name.startswith(("adapters", "slack", "core"))]
     assert not [r for r in records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_after_a_kill_a_half_shown_reply_is_finished_in_its_message(
+    tmp_path: Path, server: FakeSlack, platform: Platform[SlackAdapter, FakeSlack]
+) -> None:
+    settings = slack_settings(tmp_path, server)
+    event = dm(server, "are you there?")
+    asked = to_message(event["event"], TEAM, BOT_USER)
+    assert asked is not None
+    # what a kill leaves: the event acknowledged, the reply's placeholder edited half way
+    async with testing.open_bot(settings.data_dir, settings=settings) as bot:
+        entry = await bot.inbox.accept(asked)
+        assert entry is not None
+        await bot.inbox.shown(entry, "1700000000.000555", "echo: are")
+    async with platform_harness(platform, server, settings) as running:
+        await server.wait(lambda: "echo: are you there?" in server.texts())
+        await running.bot.settle()
+    (update,) = server.sent("chat.update")
+    assert update["ts"] == "1700000000.000555" and update["text"] == "echo: are you there?"
+    assert not server.sent()  # no placeholder, nothing posted anew

@@ -13,12 +13,12 @@ from pydantic import SecretStr
 from telegram import Message as TgMessage
 from telegram import User
 
-from adapters.telegram_adapter import WEBHOOK_SECRET_HEADER, TelegramAdapter, to_message
+from adapters.telegram_adapter import PLATFORM, WEBHOOK_SECRET_HEADER, TelegramAdapter, to_message
 from core import testing
 from core.errors import ConfigError
 from core.settings import Settings
-from core.types import PlaceKind
-from tests.adapters.conftest import Platform, Running
+from core.types import Message, Place, PlaceKind, Speaker
+from tests.adapters.conftest import Platform, Running, platform_harness
 from tests.adapters.fake_telegram import (
     BOT,
     TOKEN,
@@ -309,3 +309,37 @@ async def test_private_notices_go_to_the_person_and_reminders_to_the_chat(
     reminder = server.sent()[-1]
     assert int(reminder["chat_id"]) == lounge["id"]
     assert reminder["text"] == "⏰ Reminder for User1: stretch"
+
+
+async def test_after_a_kill_a_half_shown_reply_is_finished_in_its_message(
+    tmp_path: Path, server: FakeTelegram, platform: Platform[TelegramAdapter, FakeTelegram]
+) -> None:
+    settings = telegram_settings(tmp_path, server)
+    native = server.message("are you there?")
+    asked = Message(
+        Speaker(PLATFORM, str(native["from"]["id"]), "User1"),
+        Place(PLATFORM, str(native["chat"]["id"]), PlaceKind.DM),
+        "are you there?",
+        id=str(native["message_id"]),
+    )
+    # what a kill leaves: the message accepted (confirmed to Telegram), its reply's first
+    # part on screen in message 555
+    async with testing.open_bot(settings.data_dir, settings=settings) as bot:
+        entry = await bot.inbox.accept(asked)
+        assert entry is not None
+        await bot.inbox.shown(entry, "555", "echo: are")
+    async with platform_harness(platform, server, settings) as running:
+        await server.wait(lambda: "echo: are you there?" in [e["text"] for e in edits(server)])
+        await running.bot.settle()
+    assert [e["message_id"] for e in edits(server)] == [555]  # the same message, finished
+    assert not server.sent()  # nothing posted anew
+    # and Telegram delivering the update again (it was confirmed; say it was not) is
+    # answered once: the inbox knows it
+    server.update(native)
+    async with platform_harness(platform, server, settings) as running:
+        await running.settle(pushed=1)
+    assert not server.sent() and len(edits(server)) == 1
+
+
+def edits(server: FakeTelegram) -> list[dict[str, Any]]:
+    return [{**e, "message_id": int(e["message_id"])} for e in server.sent("editMessageText")]
