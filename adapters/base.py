@@ -364,6 +364,12 @@ class PlatformAdapter(abc.ABC):
         """How the start-up line names it."""
         return self.platform
 
+    @property
+    def connected(self) -> bool:
+        """Connected to the platform and taking events in (``/readyz``, the metrics);
+        platforms that can tell more (a live gateway, a recent poll) say so."""
+        return self.accepting
+
     @abc.abstractmethod
     async def send_to(self, place: Place, text: str) -> None:
         """Say ``text`` in ``place`` unprompted (a reminder), split as the platform needs."""

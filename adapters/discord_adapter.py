@@ -473,6 +473,11 @@ class DiscordAdapter(PlatformAdapter):
         else:
             log.info("discord: connected as %s", self.client.user)
 
+    @property
+    def connected(self) -> bool:
+        """A gateway session is up (discord.py reconnects a dropped one by itself)."""
+        return self.accepting and self.client.is_ready() and not self.client.is_closed()
+
     async def _on_ready(self) -> None:
         """A new gateway session (the first, or after a reconnect that could not resume,
         which replays nothing): catch up on what was missed meanwhile."""

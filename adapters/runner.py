@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from adapters.base import PlatformAdapter
+from adapters.ops import OpsServer
 from core.bot import Bot
 from core.errors import ConfigError
 from core.settings import BotProfile, Settings
@@ -79,16 +80,21 @@ async def serve(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
     bot: Bot | None = None
+    ops: OpsServer | None = None
     try:
         bot = await open_bot(settings, profile)
+        if settings.ops_port is not None:  # up first: /readyz says what is not ready yet
+            ops = OpsServer(bot, adapters, settings)
+            await ops.start()
         for adapter in adapters:
             await adapter.start(bot)
         names = ", ".join(a.where for a in adapters)
         if ready is not None:
             ready(adapters)
         else:
+            served = f" Metrics and health: {ops.url}/metrics, /readyz." if ops else ""
             print(
-                f"socialbot: {profile.name} is answering on {names}. Ctrl-C stops it.",
+                f"socialbot: {profile.name} is answering on {names}.{served} Ctrl-C stops it.",
                 file=sys.stderr,
                 flush=True,
             )
@@ -107,3 +113,5 @@ async def serve(
                 await adapter.close()
             except Exception:
                 log.exception("%s: could not disconnect cleanly", adapter.platform)
+        if ops is not None:
+            await ops.close()

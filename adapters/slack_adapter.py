@@ -340,6 +340,17 @@ class SlackAdapter(PlatformAdapter):
             channel.resume(shown)
         return channel
 
+    @property
+    def connected(self) -> bool:
+        """Socket Mode: the socket is open and not stale; HTTP mode: the server is up."""
+        if not self.accepting:
+            return False
+        if self._handler is None:
+            return self._runner is not None
+        client = self._handler.client
+        session = client.current_session
+        return not client.closed and not client.stale and session is not None and not session.closed
+
     async def _on_http(self, request: web.Request) -> web.Response:
         """The Events API endpoint: signature first, then a readable body, then bolt."""
         body = await request.read()

@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import secrets
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -64,6 +65,7 @@ WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message"]
 DRAIN_S = 60.0
 CONFIRM_WAIT_S = 600.0
+STALL_S = 60.0
 # Telegram only accepts its own set of reaction emoji; near ones stand in for the rest.
 _REACTIONS = {e.value for e in ReactionEmoji}
 _REACTION_STAND_INS = {"🫂": "🤗", "😮": "🤯", "😊": "🥰"}
@@ -252,6 +254,8 @@ class UpdatesRequest(HTTPXRequest):
         super().__init__(connection_pool_size=1)  # what ApplicationBuilder gives getUpdates
         self.screen = screen
         self.confirmable = confirmable
+        self.answered_at: float | None = None
+        """When getUpdates last answered (``time.monotonic()``)."""
 
     async def do_request(
         self,
@@ -266,6 +270,7 @@ class UpdatesRequest(HTTPXRequest):
         code, payload = await super().do_request(url, method, request_data, *args, **kwargs)
         if code != 200 or not url.endswith("/getUpdates"):
             return code, payload  # errors are PTB's to read (a 429's retry_after, ...)
+        self.answered_at = time.monotonic()
         try:
             answer = json.loads(payload.decode("utf-8", "replace"))
         except (ValueError, RecursionError):
@@ -388,12 +393,13 @@ class TelegramAdapter(PlatformAdapter):
                 "(the token @BotFather gave you)"
             )
         base = settings.telegram_api_base_url.rstrip("/")
+        self._updates = UpdatesRequest(self._screen, self._confirmable)
         self.app: Application[Any, Any, Any, Any, Any, Any] = (
             ApplicationBuilder()
             .token(token)
             .base_url(f"{base}/bot")
             .base_file_url(f"{base}/file/bot")
-            .get_updates_request(UpdatesRequest(self._screen, self._confirmable))
+            .get_updates_request(self._updates)
             .concurrent_updates(True)  # the core keeps each conversation in order
             .build()
         )
@@ -408,6 +414,17 @@ class TelegramAdapter(PlatformAdapter):
         self._unconfirmed: set[int] = set()
         """Updates fetched by polling and not yet accepted by the bot (or skipped)."""
         self._handed_over = asyncio.Condition()
+
+    @property
+    def connected(self) -> bool:
+        """Taking updates in: the webhook's server is up, or the poller has had an answer
+        from getUpdates lately (a long poll lasts 10 s; 60 s without one is a stall)."""
+        if not self.accepting:
+            return False
+        if self.settings.telegram_webhook_url:
+            return self._runner is not None
+        answered = self._updates.answered_at
+        return answered is not None and time.monotonic() - answered < STALL_S
 
     @property
     def me(self) -> User:

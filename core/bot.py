@@ -35,6 +35,7 @@ from core.generation.factory import create_generator
 from core.memory.facts import Profiles
 from core.memory.longterm import Embedder, LongTermMemory, SentenceEmbedder
 from core.memory.summary import Folding, Summaries
+from core.metrics import Metrics
 from core.ordering import KeyedSerializer
 from core.people import rights
 from core.people.access import Access
@@ -99,6 +100,7 @@ class Bot:
         self.started = time.monotonic()
         self.outcomes: Counter[str] = Counter()
         """How this process's turns ended (see core.status.OUTCOMES)."""
+        self.metrics = Metrics(lambda: self.busy_conversations)
         # Every command in one table; the core's own first, so that no plugin takes them.
         self.commands = CommandTable()
         self.commands.add(
@@ -222,6 +224,7 @@ class Bot:
 
     async def _run(self, turn: Turn) -> TurnResult:
         result = await pipeline.run(turn, self._stages)
+        self.metrics.turn_ended(turn, time.perf_counter() - turn.started)
         if turn.entry is not None:
             await self._finish(turn.entry)
         return result
@@ -360,6 +363,18 @@ class Bot:
     @property
     def plugin_names(self) -> list[str]:
         return sorted(self.plugin_host.loaded)
+
+    async def check(self) -> dict[str, str]:
+        """What ``/readyz`` reports of the bot itself: "ok", or what is wrong, for the
+        database (it takes a write within 2 s) and the model engine."""
+        checks = {"engine": "ok" if not self._closed else "closed"}
+        try:
+            async with asyncio.timeout(2.0), self.store.transaction():
+                pass  # the write lock taken and a commit made: the database is writable
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = f"{type(error).__name__}: {error}"[:200]
+        return checks
 
     async def _status(self, ctx: Caller) -> str:
         return status.describe(self)

@@ -188,6 +188,8 @@ async def respond(turn: Turn) -> None:
                 if len(pieces) == 1 and opening and not piece[:1].isspace():
                     piece = " " + piece
                 pieces.append(piece)
+                if turn.first_piece_s is None:
+                    turn.first_piece_s = time.perf_counter() - turn.started
                 await turn.channel.stream(piece)
     except BusyError as error:
         log.warning("%s backend is busy: %s", services.generator.name, error)
@@ -289,7 +291,6 @@ def stages(route: Stage, hooks: Stage) -> Stages:
 async def run(turn: Turn, steps: Stages) -> TurnResult:
     """Take one turn through every stage."""
     where = turn.message.place.conversation
-    outcomes = turn.services.outcomes
     for name, stage in steps:
         started = time.perf_counter()
         try:
@@ -297,29 +298,35 @@ async def run(turn: Turn, steps: Stages) -> TurnResult:
         except EndTurn as end:
             log.info("turn in %s ended at %s: %s", where, name, end.reason)
             if end.reply is None:
-                outcomes["unanswered"] += 1
+                _tally(turn, "unanswered")
                 return TurnResult(None, end.reason)
-            outcomes["refused" if name == "guard" else "command"] += 1
+            _tally(turn, "refused" if name == "guard" else "command")
             return await _answer(turn, end.reply, ended=end.reason)
         except UserError as error:
             log.info("turn in %s refused at %s: %s", where, name, error)
-            outcomes["refused"] += 1
+            _tally(turn, "refused")
             return await _answer(turn, str(error), ended=f"refused at {name}")
         except Exception:
             log.exception("stage %s failed in %s", name, where)
-            outcomes["error"] += 1
+            _tally(turn, "error")
             return await _answer(turn, APOLOGY, ended=f"error at {name}", failed=True)
         finally:
             turn.timings[name] = time.perf_counter() - started
-    outcomes["model"] += 1
-    if turn.failed:
-        outcomes["model_failed"] += 1
+    turn.services.outcomes["model"] += 1  # /status counts the apologies among them
+    _tally(turn, "model_failed" if turn.failed else "model", count=turn.failed)
     log.info(
         "turn in %s answered (%s)",
         where,
         ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in turn.timings.items()),
     )
     return TurnResult(_reply(turn), "backend failed" if turn.failed else None, turn.stored)
+
+
+def _tally(turn: Turn, outcome: str, *, count: bool = True) -> None:
+    """How the turn ended (see core.status.OUTCOMES), for /status and the metrics."""
+    turn.outcome = outcome
+    if count:
+        turn.services.outcomes[outcome] += 1
 
 
 async def _answer(turn: Turn, text: str, *, ended: str, failed: bool = False) -> TurnResult:

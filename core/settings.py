@@ -211,6 +211,20 @@ class Settings(BaseSettings):
         "that others on the network can reach); empty: no password.",
     )
 
+    # --- For operators: metrics and health (`socialbot run`, `socialbot web`) ---------------
+    ops_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics (Prometheus), /healthz and /readyz on this port (0: any"
+        " free); unset: not served.",
+    )
+    ops_host: str = Field(
+        default="127.0.0.1",
+        description="Where they listen (127.0.0.1: this machine only; they show counts and"
+        " timings, never what anyone said).",
+    )
+
     def admin_ids(self) -> frozenset[tuple[str, str]]:
         return id_pairs(self.admins)
 

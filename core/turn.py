@@ -9,6 +9,7 @@ them (see docs/architecture.md).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -95,6 +96,12 @@ class Turn:
     notes: list[str] = field(default_factory=list)
     """What plugins give the model for this turn (reference passages, instructions)."""
     timings: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    """When the turn was handed in (queued behind its conversation's earlier turns)."""
+    first_piece_s: float | None = None
+    """Seconds from :attr:`started` to the model's first streamed piece."""
+    outcome: str = ""
+    """How it ended (core.status.OUTCOMES): set when it ends."""
 
 
 @dataclass(frozen=True, slots=True)
