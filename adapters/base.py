@@ -352,6 +352,8 @@ class PlatformAdapter(abc.ABC):
         self._arrived = asyncio.Condition()
         self.malformed = 0
         """Events skipped because they could not be read (each counted once)."""
+        self.restarts = 0
+        """Times the watchdog restarted the connection."""
         self._malformed_seen = RecentIds()
         self._tasks: set[asyncio.Task[None]] = set()
         """Work the adapter started beside its handlers (see :meth:`_spawn`)."""
@@ -369,6 +371,18 @@ class PlatformAdapter(abc.ABC):
         """Connected to the platform and taking events in (``/readyz``, the metrics);
         platforms that can tell more (a live gateway, a recent poll) say so."""
         return self.accepting
+
+    @property
+    def quiet_limit_s(self) -> float | None:
+        """How long this connection may go without a sign of life before the watchdog
+        (``adapters/watchdog.py``) restarts it, under twice the platform's heartbeat. None: the
+        library in use reconnects by itself, or there is nothing to restart."""
+        return None
+
+    async def restart(self) -> None:
+        """Take the platform's events in afresh (the watchdog found it silent); only
+        called where :attr:`quiet_limit_s` is set."""
+        raise NotImplementedError(f"{self.platform} has no restart")
 
     @abc.abstractmethod
     async def send_to(self, place: Place, text: str) -> None:

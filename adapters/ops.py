@@ -52,6 +52,11 @@ class PlatformCollector(Collector):
             "When the last event was received from each platform (Unix time).",
             labels=["platform"],
         )
+        restarts = CounterMetricFamily(
+            "socialbot_platform_restarts",
+            "Times the watchdog restarted a connection that had gone silent.",
+            labels=["platform"],
+        )
         connected = GaugeMetricFamily(
             "socialbot_platform_connected",
             "1 while connected to the platform and taking events in.",
@@ -61,10 +66,11 @@ class PlatformCollector(Collector):
             name = adapter.platform
             events.add_metric([name], adapter.events)
             malformed.add_metric([name], adapter.malformed)
+            restarts.add_metric([name], adapter.restarts)
             if adapter.last_event_at is not None:
                 last.add_metric([name], adapter.last_event_at)
             connected.add_metric([name], 1.0 if adapter.connected else 0.0)
-        yield from (events, malformed, last, connected)
+        yield from (events, malformed, restarts, last, connected)
 
     def describe(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         return iter(())  # read at each scrape, never at registration

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from adapters.base import PlatformAdapter
 from adapters.ops import OpsServer
+from adapters.watchdog import Watchdog
 from core.bot import Bot
 from core.errors import ConfigError
 from core.settings import BotProfile, Settings
@@ -81,6 +82,8 @@ async def serve(
             loop.add_signal_handler(signum, stop.set)
     bot: Bot | None = None
     ops: OpsServer | None = None
+    watchdog: Watchdog | None = None
+    watching: asyncio.Task[None] | None = None
     try:
         bot = await open_bot(settings, profile)
         if settings.ops_port is not None:  # up first: /readyz says what is not ready yet
@@ -88,6 +91,8 @@ async def serve(
             await ops.start()
         for adapter in adapters:
             await adapter.start(bot)
+        watchdog = Watchdog(adapters)
+        watching = asyncio.create_task(watchdog.run())
         names = ", ".join(a.where for a in adapters)
         if ready is not None:
             ready(adapters)
@@ -101,6 +106,11 @@ async def serve(
         await stop.wait()
         log.info("stopping: finishing the turns in flight")
     finally:
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+        if watchdog is not None:
+            await watchdog.close()
         for adapter in adapters:
             try:
                 await adapter.stop_intake()

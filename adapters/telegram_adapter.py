@@ -65,7 +65,6 @@ WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message"]
 DRAIN_S = 60.0
 CONFIRM_WAIT_S = 600.0
-STALL_S = 60.0
 # Telegram only accepts its own set of reaction emoji; near ones stand in for the rest.
 _REACTIONS = {e.value for e in ReactionEmoji}
 _REACTION_STAND_INS = {"🫂": "🤗", "😮": "🤯", "😊": "🥰"}
@@ -414,17 +413,38 @@ class TelegramAdapter(PlatformAdapter):
         self._unconfirmed: set[int] = set()
         """Updates fetched by polling and not yet accepted by the bot (or skipped)."""
         self._handed_over = asyncio.Condition()
+        self._polling_since: float | None = None
+
+    poll_timeout_s = 10.0
+    """How long one getUpdates long poll waits for an update (the poller's heartbeat)."""
 
     @property
     def connected(self) -> bool:
         """Taking updates in: the webhook's server is up, or the poller has had an answer
-        from getUpdates lately (a long poll lasts 10 s; 60 s without one is a stall)."""
+        from getUpdates within :attr:`quiet_limit_s` (one and a half long polls)."""
         if not self.accepting:
             return False
         if self.settings.telegram_webhook_url:
             return self._runner is not None
-        answered = self._updates.answered_at
-        return answered is not None and time.monotonic() - answered < STALL_S
+        signs = [t for t in (self._updates.answered_at, self._polling_since) if t is not None]
+        limit = self.quiet_limit_s or 0.0
+        return bool(signs) and time.monotonic() - max(signs) < limit
+
+    @property
+    def quiet_limit_s(self) -> float | None:
+        # a long poll answers within its length (plus the network's time): half as long
+        # again without an answer is a stall, noticed within twice the heartbeat
+        return None if self.settings.telegram_webhook_url else 1.5 * self.poll_timeout_s
+
+    async def restart(self) -> None:
+        """Poll afresh: the poller may be stuck on a connection that never answers (a
+        proxy or network that drops packets without closing), or have stopped."""
+        updater = self.app.updater
+        if updater is None or not self.accepting:
+            return
+        if updater.running:
+            await updater.stop()
+        await self._poll()
 
     @property
     def me(self) -> User:
@@ -464,11 +484,17 @@ class TelegramAdapter(PlatformAdapter):
         if self.settings.telegram_webhook_url:
             await self._start_webhook()
         else:
-            assert self.app.updater is not None
-            await self.app.updater.start_polling(
-                allowed_updates=ALLOWED_UPDATES, error_callback=self._on_polling_error
-            )
+            await self._poll()
             log.info("telegram: long polling")
+
+    async def _poll(self) -> None:
+        assert self.app.updater is not None
+        self._polling_since = time.monotonic()
+        await self.app.updater.start_polling(
+            timeout=timedelta(seconds=self.poll_timeout_s),
+            allowed_updates=ALLOWED_UPDATES,
+            error_callback=self._on_polling_error,
+        )
 
     async def _set_menu(self) -> None:
         """The command menu in Telegram's apps, from the command table (the commands

@@ -49,6 +49,9 @@ class FakeTelegram(LoopbackServer):
     polls: list[tuple[float, int]] = field(default_factory=list)
     """(time.monotonic(), offset) of each getUpdates call, in order."""
     raw: dict[str, list[bytes]] = field(default_factory=dict)
+    silent: bool = False
+    """getUpdates is taken in and never answered (a connection dropped without closing)
+    while this is set."""
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -58,6 +61,11 @@ class FakeTelegram(LoopbackServer):
         await self.serve(app)
 
     # --- what tests use ------------------------------------------------------------------
+    async def speak_again(self) -> None:
+        """End the silence: the polls held are answered."""
+        self.silent = False
+        await self._notify()
+
     def fail_next(self, method: str, status: int, **body: Any) -> None:
         """Answer the next call of ``method`` with ``status`` (recorded in ``failed``)."""
         payload = {"ok": False, "error_code": status, "description": "injected failure", **body}
@@ -129,6 +137,9 @@ class FakeTelegram(LoopbackServer):
         if method == "getUpdates":
             self.polls.append((time.monotonic(), int(params.get("offset", 0) or 0)))
             await self._notify()
+            if self.silent:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: not self.silent)
             if self.raw.get(method):
                 self.failed.append((method, 200))
                 return web.Response(body=self.raw[method].pop(0), content_type="application/json")
