@@ -198,7 +198,7 @@ class Bot:
             place = dataclasses.replace(message.place, person=message.speaker.user_id)
             message = dataclasses.replace(message, place=place)
         entry = None
-        if pipeline.answerable(message, self.profile.groups):
+        if pipeline.not_for_a_turn(message, self.profile.groups) is None:
             arriving = asyncio.get_running_loop().create_future()
             self._arriving.add(arriving)  # idle() and settle() wait for it too
             try:

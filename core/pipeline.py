@@ -48,12 +48,9 @@ async def guard(turn: Turn) -> None:
     turn.scope = privacy.scope(message)
     turn.user_key = privacy.user_key(message.place.platform, message.speaker.user_id)
     groups = services.profile.groups
-    if not answerable(message, groups):
-        if message.speaker.is_bot and not groups.answer_bots:
-            raise EndTurn("message from a bot")
-        if not message.text.strip():
-            raise EndTurn("empty message")
-        raise EndTurn("not addressed to the bot")
+    unanswered = not_for_a_turn(message, groups)
+    if unanswered is not None:
+        raise EndTurn(unanswered)
     refusal = services.access.refusal(
         message, turn.user_key, admin=services.access.is_admin(message.speaker)
     )
@@ -68,15 +65,17 @@ async def guard(turn: Turn) -> None:
     turn.keep = not await rights.is_opted_out(services.store, message.place.platform, turn.user_key)
 
 
-def answerable(message: Message, groups: GroupSettings) -> bool:
-    """Whether ``message`` calls for a turn at all: not another bot's (unless the profile
-    answers bots), not empty, and in a group addressed to the bot. What is not answerable
-    is not written to the inbox."""
+def not_for_a_turn(message: Message, groups: GroupSettings) -> str | None:
+    """Why ``message`` calls for no turn at all (another bot's, unless the profile answers
+    bots; empty; in a group, not addressed to the bot), or None when it does. What calls
+    for none is not written to the inbox."""
     if message.speaker.is_bot and not groups.answer_bots:
-        return False
+        return "message from a bot"
     if not message.text.strip():
-        return False
-    return message.place.is_private or addressed(message, groups)
+        return "empty message"
+    if not message.place.is_private and not addressed(message, groups):
+        return "not addressed to the bot"
+    return None
 
 
 def addressed(message: Message, groups: GroupSettings) -> bool:
@@ -312,8 +311,9 @@ async def run(turn: Turn, steps: Stages) -> TurnResult:
             return await _answer(turn, APOLOGY, ended=f"error at {name}", failed=True)
         finally:
             turn.timings[name] = time.perf_counter() - started
-    turn.services.outcomes["model"] += 1  # /status counts the apologies among them
-    _tally(turn, "model_failed" if turn.failed else "model", count=turn.failed)
+    _tally(turn, "model")
+    if turn.failed:  # /status counts the apologies among the model's replies
+        _tally(turn, "model_failed")
     log.info(
         "turn in %s answered (%s)",
         where,
@@ -322,11 +322,10 @@ async def run(turn: Turn, steps: Stages) -> TurnResult:
     return TurnResult(_reply(turn), "backend failed" if turn.failed else None, turn.stored)
 
 
-def _tally(turn: Turn, outcome: str, *, count: bool = True) -> None:
+def _tally(turn: Turn, outcome: str) -> None:
     """How the turn ended (see core.status.OUTCOMES), for /status and the metrics."""
     turn.outcome = outcome
-    if count:
-        turn.services.outcomes[outcome] += 1
+    turn.services.outcomes[outcome] += 1
 
 
 async def _answer(turn: Turn, text: str, *, ended: str, failed: bool = False) -> TurnResult:
