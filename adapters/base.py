@@ -397,9 +397,17 @@ class PlatformAdapter(abc.ABC):
         self.accepting = True
 
     def recovered_channel(self, message: Message, shown: Shown | None) -> ReplyChannel:
-        """Where a message accepted before a restart is answered: here through
-        :meth:`send_to`, in its place; platforms that can answer it as a reply (and go on
-        with a reply shown half way) override it."""
+        """Where a message accepted before a restart is answered (:meth:`answering`),
+        going on in the message that showed its reply half way, where there is one."""
+        channel = self.answering(message)
+        if shown is not None and isinstance(channel, EditingChannel):
+            channel.resume(shown)
+        return channel
+
+    def answering(self, message: Message) -> ReplyChannel:
+        """A reply channel for ``message`` made from its ids alone (no native object), so
+        that it can be made again after a restart: here through :meth:`send_to`, in its
+        place; platforms that can answer it as a reply override it."""
         return OutboxChannel(self.send_to, message.place)
 
     async def received(self) -> None:
@@ -496,6 +504,19 @@ class PlatformAdapter(abc.ABC):
                 await then()
         except Exception:
             log.exception("%s: a turn failed", self.platform)
+
+
+class Malformed(ValueError):
+    """An event that parsed but lacks what a turn needs (its ``args[0]``: which field;
+    never the content)."""
+
+
+def unreadable(error: Exception, sender: str) -> str:
+    """Why an event could not become a turn, for the log: the field ``sender`` did not
+    send as promised, or the error's kind; never the event's content."""
+    if isinstance(error, Malformed):
+        return f"its {error.args[0]} is not what {sender} sends"
+    return f"it cannot be read ({type(error).__name__})"
 
 
 class OutboxChannel:

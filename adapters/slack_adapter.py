@@ -39,13 +39,14 @@ from adapters.base import (
     BotCore,
     EditingChannel,
     Knocks,
+    Malformed,
     PlatformAdapter,
     bound_port,
     split_text,
+    unreadable,
 )
 from core.errors import ConfigError
 from core.settings import Settings
-from core.storage.inbox import Shown
 from core.types import Attachment, Message, Place, PlaceKind, Reply, Speaker
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,8 @@ _EMOJI_NAMES = {
 }
 
 
-class MalformedEvent(ValueError):
-    """An event that lacks what a turn needs (its ``args[0]``: which field; never the
-    content)."""
+class MalformedEvent(Malformed):
+    """An event that lacks what a turn needs."""
 
 
 def _check(event: object) -> None:
@@ -334,11 +334,8 @@ class SlackAdapter(PlatformAdapter):
             EVENTS_PATH,
         )
 
-    def recovered_channel(self, message: Message, shown: Shown | None) -> SlackChannel:
-        channel = SlackChannel(self.client, message)
-        if shown is not None:
-            channel.resume(shown)
-        return channel
+    def answering(self, message: Message) -> SlackChannel:
+        return SlackChannel(self.client, message)
 
     @property
     def connected(self) -> bool:
@@ -417,16 +414,12 @@ class SlackAdapter(PlatformAdapter):
                 event, team if isinstance(team, str) and team else self.team_id, self.bot_user_id
             )
         except Exception as error:
-            why = (
-                f"its {error.args[0]} is not what Slack sends"
-                if isinstance(error, MalformedEvent)
-                else f"it cannot be read ({type(error).__name__})"
-            )
+            why = unreadable(error, "Slack")
             name = event_id if isinstance(event_id, str) and event_id.isalnum() else "?"
             await self.skipped(f"event/{event_id}", f"event {name[:40]}: {why}")
             return
         if message is not None:
-            await self.deliver(message, SlackChannel(self.client, message))
+            await self.deliver(message, self.answering(message))
 
     async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
         await self.received()

@@ -43,13 +43,14 @@ from adapters.base import (
     BotCore,
     EditingChannel,
     Knocks,
+    Malformed,
     PlatformAdapter,
     bound_port,
     split_text,
+    unreadable,
 )
 from core.errors import ConfigError
 from core.settings import Settings
-from core.storage.inbox import Shown
 from core.types import Attachment, Message, Place, PlaceKind, Speaker
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,8 @@ _KIND = re.compile(r"[a-z_]{1,40}")
 JSONDict = dict[str, Any]
 
 
-class MalformedMessage(ValueError):
-    """A message that parsed but lacks what a turn needs (its ``args[0]``: which field;
-    never the content)."""
+class MalformedMessage(Malformed):
+    """A message that parsed but lacks what a turn needs."""
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -283,8 +283,8 @@ class UpdatesRequest(HTTPXRequest):
 
 class TelegramChannel(EditingChannel[int]):
     """Answers one message: as a reply to it (quoted in groups), in its forum topic. It is
-    built from ids alone (:meth:`of` for a live message), so that after a restart the
-    same answer can be made, and a reply shown half way edited by its message id."""
+    built from the core message's ids alone (:meth:`answering`), so that after a restart
+    the same answer can be made, and a reply shown half way edited by its message id."""
 
     limit = LIMIT
     typing_every = 4.5  # the indicator lasts five seconds
@@ -307,20 +307,8 @@ class TelegramChannel(EditingChannel[int]):
         self.edit_every = 1.0 if private else 3.0
 
     @classmethod
-    def of(cls, native: TgMessage) -> TelegramChannel:
-        user = native.from_user
-        return cls(
-            native.get_bot(),
-            native.chat_id,
-            native.message_id,
-            private=native.chat.type == ChatType.PRIVATE,
-            thread=native.message_thread_id if native.is_topic_message else None,
-            user_id=user.id if user is not None else None,
-        )
-
-    @classmethod
-    def again(cls, bot: Bot, message: Message) -> TelegramChannel:
-        """For a message accepted before a restart (see :mod:`core.storage.inbox`)."""
+    def answering(cls, bot: Bot, message: Message) -> TelegramChannel:
+        """For ``message``, live or accepted before a restart (:mod:`core.storage.inbox`)."""
         place = message.place
         return cls(
             bot,
@@ -605,21 +593,14 @@ class TelegramAdapter(PlatformAdapter):
     async def _take(self, update: Update) -> None:
         if update.message is None:
             return
-        if not self.seen.first_time(f"update/{update.update_id}"):
-            return  # a webhook delivering it again while it is accepted
         try:
             message = to_message(update.message, self.me)
-            channel = TelegramChannel.of(update.message)
         except Exception as error:  # what PTB parsed is not what a turn needs
-            why = (
-                f"its {error.args[0]} is not what the Bot API sends"
-                if isinstance(error, MalformedMessage)
-                else f"it cannot be read ({type(error).__name__})"
-            )
-            what = f"update {update.update_id} (message): {why}"
+            what = f"update {update.update_id} (message): {unreadable(error, 'the Bot API')}"
             await self.skipped(f"update/{update.update_id}", what)
             return
-        await self.deliver(message, channel)
+        if message is not None:
+            await self.deliver(message, self.answering(message))
 
     async def _accepted(self, update_id: int) -> None:
         async with self._handed_over:
@@ -646,11 +627,8 @@ class TelegramAdapter(PlatformAdapter):
                 )
                 self._unconfirmed.clear()
 
-    def recovered_channel(self, message: Message, shown: Shown | None) -> TelegramChannel:
-        channel = TelegramChannel.again(self.app.bot, message)
-        if shown is not None:
-            channel.resume(shown)
-        return channel
+    def answering(self, message: Message) -> TelegramChannel:
+        return TelegramChannel.answering(self.app.bot, message)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: error handling an update", exc_info=context.error)
