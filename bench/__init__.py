@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
+import subprocess
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def cpu_name() -> str:
@@ -13,3 +17,16 @@ def cpu_name() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def commit(folder: Path = ROOT, *, length: int | None = None) -> str:
+    """The commit checked out in ``folder`` (``git rev-parse --short``), or "unknown"."""
+    short = "--short" if length is None else f"--short={length}"
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        return subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", short, "HEAD"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    return "unknown"

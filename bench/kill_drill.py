@@ -32,7 +32,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bench import ROOT, commit
 from tests.adapters import fake_telegram
 from tests.adapters.fake_telegram import FakeTelegram
 from tests.adapters.helpers import LoopbackServer, without_platform_env
@@ -347,20 +347,8 @@ def main() -> None:
                 source=source,
             )
         )
-        results[name] = {"commit": _commit(source), **asdict(figures)}
+        results[name] = {"commit": commit(source or ROOT, length=12), **asdict(figures)}
     print(json.dumps(results, indent=2))
-
-
-def _commit(source: Path | None) -> str:
-    folder = source or Path(__file__).resolve().parent.parent
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        return subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "--short=12", "HEAD"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

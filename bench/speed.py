@@ -23,9 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import cpu_name
+from bench import ROOT, commit, cpu_name
 
-ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 RAW = ROOT / "docs" / "results" / "benchmarks.json"
 
@@ -50,9 +49,6 @@ def machine() -> str:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal"):
             memory = f"{int(line.split()[1]) / 1024**2:.0f} GiB"
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     versions = ", ".join(
         f"{name} {metadata.version(name)}"
         for name in ("llama-cpp-python", "torch", "transformers", "aiosqlite")
@@ -60,7 +56,7 @@ def machine() -> str:
     return (
         f"{cpu}, {os.cpu_count()} cores, {memory} RAM, no GPU; {platform.system()} "
         f"{platform.release()}; Python {platform.python_version()}; {versions}; "
-        f"socialbot at commit {commit or '?'}"
+        f"socialbot at commit {commit()}"
     )
 
 
