@@ -6,8 +6,38 @@ import asyncio
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+FUZZ = settings(
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+"""Hypothesis settings for fuzzing a running platform fake: each example goes through a
+real server and the bot (slow, a fixture per test, no example database); a test adds its
+number of examples: ``@settings(FUZZ, max_examples=20)``."""
+
+
+def json_values(
+    leaves: st.SearchStrategy[Any],
+    keys: st.SearchStrategy[str],
+    *,
+    list_size: int,
+    object_size: int,
+    max_leaves: int,
+) -> st.SearchStrategy[Any]:
+    """Any JSON value made of ``leaves``, in lists and in objects keyed by ``keys``."""
+    return st.recursive(
+        leaves,
+        lambda inner: (
+            st.lists(inner, max_size=list_size) | st.dictionaries(keys, inner, max_size=object_size)
+        ),
+        max_leaves=max_leaves,
+    )
 
 
 def without_platform_env() -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
@@ -32,6 +32,7 @@ from tests.adapters.fake_slack import (
     signed,
     slash_command,
 )
+from tests.adapters.helpers import FUZZ, json_values
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -369,14 +370,8 @@ async def test_http_mode_refuses_what_it_cannot_read_without_500s_or_tracebacks(
 
 _leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
 _FIELDS = ["type", "event", "event_id", "team_id", "channel", "user", "text", "ts", "payload"]
-_json = st.recursive(
-    _leaves,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.sampled_from(_FIELDS) | st.text(max_size=6), inner, max_size=5)
-    ),
-    max_leaves=24,
-)
+_keys = st.sampled_from(_FIELDS) | st.text(max_size=6)
+_json = json_values(_leaves, _keys, list_size=4, object_size=5, max_leaves=24)
 _bodies = (
     st.dictionaries(
         st.sampled_from(_FIELDS[:3]), st.sampled_from(["event_callback", "message"]) | _json
@@ -385,12 +380,7 @@ _bodies = (
 )
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(FUZZ, max_examples=25)
 @given(content=_bodies)
 @pytest.mark.parametrize("running", ["http"], indirect=True)
 async def test_random_signed_bodies_get_no_5xx_and_the_next_message_is_answered(

@@ -14,12 +14,13 @@ from typing import Any, TypeAlias
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.telegram_adapter import WEBHOOK_SECRET_HEADER, TelegramAdapter
 from tests.adapters.conftest import Platform, Running
 from tests.adapters.fake_telegram import TOKEN, FakeTelegram, person
+from tests.adapters.helpers import FUZZ, json_values
 from tests.adapters.test_telegram import telegram_settings
 
 Telegram: TypeAlias = Running[TelegramAdapter, FakeTelegram]
@@ -287,23 +288,12 @@ _leaves = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12)
 )
-_json = st.recursive(
-    _leaves,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.sampled_from(_FIELDS) | st.text(max_size=6), inner, max_size=5)
-    ),
-    max_leaves=24,
-)
+_keys = st.sampled_from(_FIELDS) | st.text(max_size=6)
+_json = json_values(_leaves, _keys, list_size=4, object_size=5, max_leaves=24)
 _updates = st.dictionaries(st.sampled_from(_FIELDS[:3]) | st.text(max_size=6), _json, max_size=3)
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(FUZZ, max_examples=20)
 @given(content=_updates)
 async def test_random_json_never_wedges_the_poller(
     running: Telegram, caplog: pytest.LogCaptureFixture, content: dict[str, Any]

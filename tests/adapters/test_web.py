@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -29,7 +29,7 @@ from core.cli import build_parser
 from core.errors import ConfigError
 from core.generation.fake import FakeGenerator
 from core.settings import BotProfile, Settings
-from tests.adapters.helpers import without_platform_env
+from tests.adapters.helpers import FUZZ, json_values, without_platform_env
 
 
 @pytest.fixture
@@ -244,24 +244,16 @@ async def test_a_message_sent_while_the_bot_starts_is_answered_once_it_has(
         await adapter.close()
 
 
-_json = st.recursive(
+_json = json_values(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(
-            st.sampled_from(["text", "type", ""]) | st.text(max_size=4), inner, max_size=3
-        )
-    ),
+    st.sampled_from(["text", "type", ""]) | st.text(max_size=4),
+    list_size=3,
+    object_size=3,
     max_leaves=12,
 )
 
 
-@hypothesis_settings(
-    max_examples=25,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@hypothesis_settings(FUZZ, max_examples=25)
 @given(frame=_json)
 async def test_random_frames_are_answered_and_the_socket_stays_open(
     browsers: list[Browser], frame: Any
